@@ -1,0 +1,175 @@
+"""Schema-checked readers for the MIMIC-CXR-JPG release files.
+
+Every problem a user can fix is a `ReleaseFileError` naming the file, the row and what to do; problems
+that affect single studies are left in the frame for the study assembler to reject with a reason.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import os
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import PipelineError
+from pipeline.mimic import schema
+
+DICOM_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
+_INT = re.compile(r"^\d+$")
+
+
+class ReleaseFileError(PipelineError, ValueError):
+    """A release file that cannot be used as it is; the message says what to do."""
+
+
+def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise ReleaseFileError(f"{path}: file not found; is the MIMIC-CXR-JPG root right (data.mimic_root)?")
+    if path.stat().st_size == 0:
+        raise ReleaseFileError(f"{path}: file is empty; re-download it and check it against SHA256SUMS.txt")
+    try:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8-sig", compression="infer"
+        )
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        raise ReleaseFileError(
+            f"{path}: cannot decompress ({exc}); the file is truncated or corrupt — re-download it and "
+            "check it against SHA256SUMS.txt"
+        ) from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ReleaseFileError(f"{path}: not a readable CSV ({exc})") from exc
+    frame.columns = [c.strip() for c in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        hints = []
+        for col in missing:
+            close = difflib.get_close_matches(col, [c for c in frame.columns if c not in columns], n=1)
+            hints.append(f"'{col}'" + (f" (found '{close[0]}': renamed?)" if close else ""))
+        raise ReleaseFileError(
+            f"{path}: missing column(s) {', '.join(hints)}; expected columns {columns}. "
+            "Use the files of MIMIC-CXR-JPG 2.0.0/2.1.0 as released."
+        )
+    dup = frame.columns[frame.columns.duplicated()].tolist()
+    if dup:
+        raise ReleaseFileError(f"{path}: duplicated column(s) {dup}")
+    return frame[columns]
+
+
+def _int_column(frame: pd.DataFrame, column: str, path: Path, digits: int | None = None) -> pd.Series:
+    values = frame[column].str.strip()
+    bad = ~values.str.fullmatch(r"\d+")
+    if digits is not None:
+        bad |= values.str.len() != digits
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        expect = f"an {digits}-digit integer" if digits else "an integer"
+        raise ReleaseFileError(
+            f"{path}: row {row + 2}: {column}={frame[column].iloc[row]!r} is not {expect} "
+            f"({int(bad.sum())} such rows); the file does not follow the release's conventions"
+        )
+    return values.astype("int64")
+
+
+def read_metadata(root: str | os.PathLike) -> pd.DataFrame:
+    """One row per image, typed: ids int64, StudyDate int64, StudyTime float64, text columns str."""
+    path = Path(root) / schema.METADATA_FILE
+    frame = _read_csv(path, schema.METADATA_COLUMNS)
+    frame["dicom_id"] = frame["dicom_id"].str.strip()
+    bad = ~frame["dicom_id"].str.fullmatch(DICOM_ID.pattern)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ReleaseFileError(
+            f"{path}: row {row + 2}: dicom_id {frame['dicom_id'].iloc[row]!r} is not five dash-separated "
+            f"groups of 8 lowercase hex digits ({int(bad.sum())} such rows)"
+        )
+    for column in ("subject_id", "study_id"):
+        frame[column] = _int_column(frame, column, path, digits=8)
+    for column in ("Rows", "Columns", "StudyDate"):
+        blank = frame[column].str.strip() == ""
+        frame.loc[blank, column] = "0"
+        frame[column] = _int_column(frame, column, path)
+    time = pd.to_numeric(frame["StudyTime"].str.strip().replace("", "nan"), errors="coerce")
+    bad = time.isna() & (frame["StudyTime"].str.strip() != "")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ReleaseFileError(
+            f"{path}: row {row + 2}: StudyTime {frame['StudyTime'].iloc[row]!r} is not a number"
+        )
+    frame["StudyTime"] = time
+    frame["ViewPosition"] = frame["ViewPosition"].str.strip().str.upper()
+    return frame
+
+
+def read_split(root: str | os.PathLike) -> pd.DataFrame:
+    """One row per image: dicom_id, study_id, subject_id, split ∈ {train, validate, test}."""
+    path = Path(root) / schema.SPLIT_FILE
+    frame = _read_csv(path, schema.SPLIT_COLUMNS)
+    frame["dicom_id"] = frame["dicom_id"].str.strip()
+    for column in ("subject_id", "study_id"):
+        frame[column] = _int_column(frame, column, path, digits=8)
+    frame["split"] = frame["split"].str.strip().str.lower().replace({"val": "validate", "valid": "validate"})
+    bad = ~frame["split"].isin(schema.SPLITS)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ReleaseFileError(
+            f"{path}: row {row + 2}: split {frame['split'].iloc[row]!r} is not one of {list(schema.SPLITS)}"
+        )
+    return frame
+
+
+def read_label_file(path: str | os.PathLike) -> pd.DataFrame:
+    """A chexpert/negbio file: subject_id, study_id, 14 labels as float64 (1, 0, -1, NaN = blank)."""
+    path = Path(path)
+    if path.is_file():
+        head = pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns
+        rename = {a: b for a, b in schema.LABEL_ALIASES.items() if a in head}
+    else:
+        rename = {}
+    frame = _read_csv_renamed(path, rename)
+    for column in ("subject_id", "study_id"):
+        frame[column] = _int_column(frame, column, path, digits=8)
+    for column in schema.LABEL_COLUMNS:
+        raw = frame[column].str.strip()
+        values = pd.to_numeric(raw.replace("", "nan"), errors="coerce")
+        bad = (values.isna() & (raw != "")) | ~(values.isna() | values.isin(schema.LABEL_VALUES))
+        if column == "No Finding":
+            bad |= values.isin((0.0, -1.0))
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            allowed = "1.0 or blank" if column == "No Finding" else "1.0, 0.0, -1.0 or blank"
+            raise ReleaseFileError(
+                f"{path}: row {row + 2} (study {frame['study_id'].iloc[row]}): {column}={raw.iloc[row]!r}; "
+                f"label values must be {allowed} ({int(bad.sum())} such cells)"
+            )
+        frame[column] = values.astype("float64")
+    dup = frame["study_id"].duplicated(keep=False)
+    if dup.any():
+        first = int(frame.loc[dup, "study_id"].iloc[0])
+        raise ReleaseFileError(
+            f"{path}: study {first} has more than one row ({int(dup.sum())} duplicated rows)"
+        )
+    return frame
+
+
+def _read_csv_renamed(path: Path, rename: dict[str, str]) -> pd.DataFrame:
+    if not rename:
+        return _read_csv(path, schema.LABEL_FILE_COLUMNS)
+    wanted = [next((a for a, b in rename.items() if b == c), c) for c in schema.LABEL_FILE_COLUMNS]
+    return _read_csv(path, wanted).rename(columns=rename)
+
+
+def read_image_filenames(root: str | os.PathLike) -> set[str]:
+    """The release's list of image paths; used instead of touching the image tree."""
+    path = Path(root) / schema.IMAGE_FILENAMES_FILE
+    if not path.is_file():
+        raise ReleaseFileError(
+            f"{path}: file not found; it ships with MIMIC-CXR-JPG (one relative image path per line). "
+            "Set studies.check_image_list: false to skip this check."
+        )
+    with open(path, encoding="utf-8-sig") as fh:
+        return {line.strip() for line in fh if line.strip()}
