@@ -83,21 +83,33 @@ def _run_studies(args: argparse.Namespace) -> None:
     )
 
 
+def _label_parser(sub: argparse._SubParsersAction) -> None:
+    from pipeline.mimic.labeler.__main__ import add_arguments, run
+
+    p = sub.add_parser(
+        "label-reports",
+        help="CheXpert-style 14 labels for a CSV of report texts (the CheXpert labeler's interface)",
+        description="One report per row in; the same rows plus the 14 CheXpert label columns out.",
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medprobclip", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _studies_parser(sub)
+    _label_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

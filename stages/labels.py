@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+import pandas as pd
+
 from pipeline.config import load_section
 from pipeline.errors import run_cli
 from pipeline.io import write_json, write_parquet
-from pipeline.mimic.labels import LabelsParams, load_shipped_labels
+from pipeline.mimic.labels import LabelsParams, build_labels
 
 
 def main() -> None:
@@ -19,9 +21,9 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_section(LabelsParams, "labels", args.params)
-    labels = load_shipped_labels(args.mimic_root, params.source)
+    labels, metrics = build_labels(pd.read_parquet(args.sections), args.mimic_root, params)
     write_parquet(args.out, labels)
-    write_json(args.metrics, {"source": params.source, "studies": len(labels)})
+    write_json(args.metrics, metrics)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from pipeline.io import atomic_dir, atomic_open, write_csv, write_json, write_text
+from pipeline.paths import UnsafePathError, resolve_under
+
+
+def test_interrupted_write_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError), atomic_open(tmp_path / "out.csv", "w") as fh:
+        fh.write("half a row,")
+        raise RuntimeError("interrupted")
+    assert os.listdir(tmp_path) == []
+
+
+def test_existing_output_survives_a_failed_rewrite(tmp_path):
+    target = tmp_path / "summary.json"
+    write_json(target, {"a": 1})
+    before = target.read_bytes()
+    with pytest.raises(TypeError):
+        write_json(target, {"a": object()})
+    assert target.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["summary.json"]
+
+
+def test_writers_are_deterministic(tmp_path):
+    frame = pd.DataFrame({"study_id": [50000001, 50000002], "Edema": [1.0, float("nan")], "t": ["a,b", None]})
+    write_csv(tmp_path / "a.csv.gz", frame, compression="gzip")
+    write_csv(tmp_path / "b.csv.gz", frame, compression="gzip")
+    assert (tmp_path / "a.csv.gz").read_bytes() == (tmp_path / "b.csv.gz").read_bytes()
+    write_csv(tmp_path / "c.csv", frame)
+    assert (tmp_path / "c.csv").read_text() == 'study_id,Edema,t\n50000001,1.0,"a,b"\n50000002,,\n'
+    write_json(tmp_path / "d.json", {"b": 1, "a": [1, 2]})
+    assert (tmp_path / "d.json").read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    target = tmp_path / "tree"
+    with atomic_dir(target) as tmp:
+        (tmp / "x").write_text("1")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "x").write_text("2")
+        raise RuntimeError
+    assert (target / "x").read_text() == "1"
+    assert sorted(os.listdir(tmp_path)) == ["tree"]
+    write_text(target / "y", "ok")
+    assert (target / "y").read_text() == "ok"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../outside.jpg", "files/../../outside.jpg", "/etc/passwd", "files/p10/../../../x.jpg"],
+)
+def test_paths_cannot_escape_their_root(tmp_path, path):
+    (tmp_path / "root").mkdir()
+    with pytest.raises(UnsafePathError, match="outside"):
+        resolve_under(tmp_path / "root", path)
+
+
+def test_paths_inside_the_root(tmp_path):
+    root = tmp_path / "root"
+    (root / "files").mkdir(parents=True)
+    assert resolve_under(root, "files/p10/a.jpg") == (root / "files/p10/a.jpg").resolve()
+    assert resolve_under(root, str(root / "files/x.jpg")) == (root / "files/x.jpg").resolve()
+    (root / "files" / "link").symlink_to(tmp_path)
+    with pytest.raises(UnsafePathError):
+        resolve_under(root, "files/link/secret.jpg")
