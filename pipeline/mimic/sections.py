@@ -110,12 +110,13 @@ _VIEW_WORDS = re.compile(
 )
 ORGAN_SUBHEADERS = frozenset(
     {
-        "lungs", "lung", "heart", "pleura", "pleural", "pleural spaces", "bones", "osseous structures",
-        "skeleton", "mediastinum", "cardiomediastinal", "heart and mediastinum",
-        "cardiomediastinal silhouette",
-        "hila", "hilar", "lines and tubes", "tubes and lines", "lines tubes", "support devices", "devices",
-        "soft tissues", "upper abdomen", "abdomen", "aorta", "airways", "chest wall", "pulmonary vasculature",
-        "vasculature", "cardiac", "lines",
+        "lungs", "lung", "lungs and airways", "airways", "heart", "cardiac", "cardiovascular",
+        "heart and mediastinum", "mediastinum", "mediastinum and hila", "cardiomediastinal",
+        "cardiomediastinal silhouette", "hila", "hilar", "pleura", "pleural", "pleural spaces", "bones",
+        "bony structures", "osseous structures", "osseous", "musculoskeletal", "skeleton", "soft tissues",
+        "chest wall", "lines and tubes", "tubes and lines", "lines tubes", "tubes lines", "lines", "tubes",
+        "catheters", "support devices", "devices", "upper abdomen", "abdomen", "aorta", "vasculature",
+        "pulmonary vasculature", "diaphragm",
     }
 )  # fmt: skip
 
