@@ -217,3 +217,14 @@ def test_splits_go_to_their_own_tables():
         "validate": [50000002],
         "test": [50000003],
     }
+
+
+def test_unknown_views_are_counted_and_treated_as_other():
+    r = Release()
+    r.study(10000001, 50000001, views=("PA", "WEIRD VIEW", "lateral"))
+    t = r.assemble(StudiesParams(views=ViewPolicy(include_other=True)))
+    assert t.splits["train"]["view_names"].item() == "PA;LATERAL;WEIRD VIEW"
+    assert t.summary["counts"]["images_with_unrecognised_view"] == 1
+    t = r.assemble()
+    assert t.splits["train"]["view_names"].item() == "PA;LATERAL"
+    assert t.summary["counts"]["images_excluded_by_view_policy"] == 1

@@ -84,7 +84,7 @@ def section_reports(reports_root: str | os.PathLike, workers: int = 0, progress:
     found = list(iter_report_files(reports_root))
     paths = [p for _, _, p in found]
     workers = workers or os.cpu_count() or 1
-    chunk = 2000
+    chunk = max(1, min(2000, -(-len(paths) // (workers * 4))))
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     rows: list[tuple] = []
     bar = tqdm(total=len(paths), desc="sections", unit="report", disable=not progress)

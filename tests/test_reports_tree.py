@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pipeline.mimic.reports import MAX_REPORT_BYTES, ReportsTreeError, section_reports
+
+GOOD = "                                 FINAL REPORT\n FINDINGS:  Lungs clear.\n \n IMPRESSION:  Normal.\n"
+
+
+def put(root, subject: int, study: int, data: bytes) -> None:
+    folder = root / "files" / f"p{str(subject)[:2]}" / f"p{subject}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"s{study}.txt").write_bytes(data)
+
+
+def test_every_report_is_a_row_with_a_status(tmp_path):
+    put(tmp_path, 10000001, 50000001, GOOD.encode())
+    put(tmp_path, 10000001, 50000002, b"")
+    put(tmp_path, 10000002, 50000003, b"\x00\x01PK\x03\x04")
+    put(tmp_path, 11000003, 50000004, GOOD.replace("clear", "clear \xb0").encode("latin-1"))
+    put(tmp_path, 11000003, 50000005, GOOD.encode() + b" x" * MAX_REPORT_BYTES)
+    put(tmp_path, 11000003, 50000006, b"    \n  \n")
+    (tmp_path / "files/p11/p11000003/notes.txt").write_text("not a report")
+    (tmp_path / "files/p11/p11000003/s50000004").mkdir()  # image folder beside the report
+    frame = section_reports(tmp_path, workers=2, progress=False)
+    status = dict(zip(frame["study_id"], frame["status"], strict=True))
+    assert status == {
+        50000001: "ok",
+        50000002: "empty",
+        50000003: "binary",
+        50000004: "decode_errors",
+        50000005: "truncated",
+        50000006: "empty",
+    }
+    row = frame.set_index("study_id").loc[50000004]
+    assert row["decode_errors"] == 1 and row["subject_id"] == 11000003
+    assert row["findings"] == "Lungs clear \ufffd."
+    assert frame.set_index("study_id").loc[50000005, "impression"].startswith("Normal.")
+    assert frame["study_id"].is_monotonic_increasing
+
+
+def test_workers_do_not_change_the_table(tmp_path):
+    for i in range(30):
+        put(tmp_path, 10000000 + i % 7, 50000000 + i, GOOD.replace("clear", f"clear {i}").encode())
+    one = section_reports(tmp_path, workers=1, progress=False)
+    two = section_reports(tmp_path, workers=2, progress=False)
+    pd.testing.assert_frame_equal(one, two)
+
+
+def test_wrong_root_is_explained(tmp_path):
+    with pytest.raises(ReportsTreeError, match="no reports tree here"):
+        section_reports(tmp_path / "missing", progress=False)
+    (tmp_path / "files").mkdir()
+    with pytest.raises(ReportsTreeError, match="no p10…p19 folders"):
+        section_reports(tmp_path, progress=False)
