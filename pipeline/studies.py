@@ -42,18 +42,7 @@ REJECT_REASONS = (
     "empty_report",
     "insufficient_text",
 )
-STUDY_COLUMNS = [
-    "study_id",
-    "image_paths",
-    "view_names",
-    "findings",
-    "impression",
-    "subject_id",
-    "split",
-    "study_date",
-    "n_images",
-    *schema.LABEL_COLUMNS,
-]
+STUDY_COLUMNS = schema.STUDY_CSV_COLUMNS
 REJECT_COLUMNS = ["study_id", "subject_id", "split", "reason", "detail"]
 TEXT_REQUIREMENTS = ("either", "findings", "impression", "both")
 

@@ -74,11 +74,7 @@ LABEL_VALUES = (1.0, 0.0, -1.0)
 FRONTAL_VIEWS = ("PA", "AP")
 LATERAL_VIEWS = ("LATERAL", "LL")
 # Views seen in the release; anything else (and blank) is treated as "other" and counted.
-KNOWN_VIEWS = (
-    "PA",
-    "AP",
-    "LATERAL",
-    "LL",
+RARE_VIEWS = (
     "PA LLD",
     "LAO",
     "RAO",
@@ -90,6 +86,21 @@ KNOWN_VIEWS = (
     "PA RLD",
     "LPO",
 )
+KNOWN_VIEWS = (*FRONTAL_VIEWS, *LATERAL_VIEWS, *RARE_VIEWS)
+
+# The study CSV contract: MedProbCLIP's five columns, then ids and dates, then the 14 labels.
+STUDY_CSV_COLUMNS = [
+    "study_id",
+    "image_paths",
+    "view_names",
+    "findings",
+    "impression",
+    "subject_id",
+    "split",
+    "study_date",
+    "n_images",
+    *LABEL_COLUMNS,
+]
 
 
 def subject_group(subject_id: int) -> str:

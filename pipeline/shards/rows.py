@@ -16,18 +16,7 @@ import pandas as pd
 from pipeline.errors import PipelineError
 from pipeline.mimic import schema
 
-STUDY_COLUMNS = [
-    "study_id",
-    "image_paths",
-    "view_names",
-    "findings",
-    "impression",
-    "subject_id",
-    "split",
-    "study_date",
-    "n_images",
-    *schema.LABEL_COLUMNS,
-]
+STUDY_COLUMNS = schema.STUDY_CSV_COLUMNS
 STUDY_REJECT_REASONS = ("bad_row", "duplicate_study", "no_readable_image")
 _LABEL_CELLS = {"1.0": 1.0, "1": 1.0, "0.0": 0.0, "0": 0.0, "-1.0": -1.0, "-1": -1.0, "": None}
 
