@@ -33,17 +33,15 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise ReleaseFileError(f"{path}: file is empty; re-download it and check it against SHA256SUMS.txt")
     try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8-sig", compression="infer"
-        )
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], engine="pyarrow")
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
         raise ReleaseFileError(
             f"{path}: cannot decompress ({exc}); the file is truncated or corrupt — re-download it and "
             "check it against SHA256SUMS.txt"
         ) from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise ReleaseFileError(f"{path}: not a readable CSV ({exc})") from exc
-    frame.columns = [c.strip() for c in frame.columns]
+    frame.columns = [c.strip().lstrip("\ufeff") for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         hints = []
@@ -133,20 +131,22 @@ def read_label_file(path: str | os.PathLike) -> pd.DataFrame:
     frame = _read_csv_renamed(path, rename)
     for column in ("subject_id", "study_id"):
         frame[column] = _int_column(frame, column, path, digits=8)
-    for column in schema.LABEL_COLUMNS:
-        raw = frame[column].str.strip()
-        values = pd.to_numeric(raw.replace("", "nan"), errors="coerce")
-        bad = (values.isna() & (raw != "")) | ~(values.isna() | values.isin(schema.LABEL_VALUES))
-        if column == "No Finding":
-            bad |= values.isin((0.0, -1.0))
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            allowed = "1.0 or blank" if column == "No Finding" else "1.0, 0.0, -1.0 or blank"
-            raise ReleaseFileError(
-                f"{path}: row {row + 2} (study {frame['study_id'].iloc[row]}): {column}={raw.iloc[row]!r}; "
-                f"label values must be {allowed} ({int(bad.sum())} such cells)"
-            )
-        frame[column] = values.astype("float64")
+    block = frame[schema.LABEL_COLUMNS].to_numpy(dtype=object)
+    codes, uniques = pd.factorize(block.ravel())
+    table = np.array([_label_value(u) for u in uniques], dtype=np.float64)
+    values = table[codes].reshape(block.shape) if len(uniques) else np.full(block.shape, np.nan)
+    no_finding = schema.LABEL_COLUMNS.index("No Finding")
+    invalid = np.isinf(values)
+    invalid[:, no_finding] |= np.isin(values[:, no_finding], (0.0, -1.0))
+    if invalid.any():
+        row, col = (int(i[0]) for i in np.nonzero(invalid))
+        column = schema.LABEL_COLUMNS[col]
+        allowed = "1.0 or blank" if column == "No Finding" else "1.0, 0.0, -1.0 or blank"
+        raise ReleaseFileError(
+            f"{path}: row {row + 2} (study {frame['study_id'].iloc[row]}): {column}={block[row, col]!r}; "
+            f"label values must be {allowed} ({int(invalid.sum())} such cells)"
+        )
+    frame[schema.LABEL_COLUMNS] = values
     dup = frame["study_id"].duplicated(keep=False)
     if dup.any():
         first = int(frame.loc[dup, "study_id"].iloc[0])
@@ -154,6 +154,18 @@ def read_label_file(path: str | os.PathLike) -> pd.DataFrame:
             f"{path}: study {first} has more than one row ({int(dup.sum())} duplicated rows)"
         )
     return frame
+
+
+def _label_value(cell: str) -> float:
+    """1/0/-1 (any float spelling) or blank → float; anything else → inf, reported by the caller."""
+    cell = cell.strip()
+    if not cell:
+        return np.nan
+    try:
+        value = float(cell)
+    except ValueError:
+        return np.inf
+    return value if value in schema.LABEL_VALUES else np.inf
 
 
 def _read_csv_renamed(path: Path, rename: dict[str, str]) -> pd.DataFrame:
