@@ -108,6 +108,22 @@ class _Rejects:
         return study_ids.isin(self.rows.keys())
 
 
+def _map_unique(values: pd.Series, fn) -> pd.Series:
+    """`values.map(fn)` computed once per distinct value (a release has a handful of view names)."""
+    uniques = values.unique()
+    return values.map(dict(zip(uniques, map(fn, uniques), strict=True)))
+
+
+def _join_runs(keys: pd.Series, values: pd.Series) -> pd.Series:
+    """`;`-join `values` over runs of equal, sorted `keys` (a groupby-join without per-group overhead)."""
+    k = keys.to_numpy()
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    ends = np.r_[starts[1:], len(k)]
+    items = values.tolist()
+    joined = [";".join(items[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+    return pd.Series(joined, index=pd.Index(k[starts], name=keys.name))
+
+
 def _study_ids_with(frame: pd.DataFrame, bad: pd.Series) -> np.ndarray:
     return np.unique(frame.loc[bad, "study_id"].to_numpy())
 
@@ -179,9 +195,9 @@ def _study_identity(metadata: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame
 
 
 def _select_views(images: pd.DataFrame, policy: ViewPolicy, rejects: _Rejects, counts: dict) -> pd.DataFrame:
-    images = images.assign(view_name=images["ViewPosition"].map(view_name))
-    images["kind"] = images["view_name"].map(view_kind)
-    unknown = ~images["view_name"].map(is_known_view)
+    images = images.assign(view_name=_map_unique(images["ViewPosition"], view_name))
+    images["kind"] = _map_unique(images["view_name"], view_kind)
+    unknown = ~_map_unique(images["view_name"], is_known_view).astype(bool)
     counts["images_with_unrecognised_view"] = int(unknown.sum())
     counts["images_with_blank_view"] = int((images["view_name"] == UNKNOWN_VIEW).sum())
     images["rank"] = view_rank(images["view_name"])
@@ -273,11 +289,12 @@ def assemble_studies(
     if params.path_style == "absolute":
         root = Path(mimic_root).resolve()
         kept = kept.assign(relpath=[str(root / p) for p in kept["relpath"]])
+    kept = kept.sort_values(["study_id", "rank", "dicom_id"], kind="stable")
     grouped = kept.groupby("study_id", sort=True)
     table = pd.DataFrame(
         {
-            "image_paths": grouped["relpath"].agg(";".join),
-            "view_names": grouped["view_name"].agg(";".join),
+            "image_paths": _join_runs(kept["study_id"], kept["relpath"]),
+            "view_names": _join_runs(kept["study_id"], kept["view_name"]),
             "subject_id": grouped["subject_id"].first(),
             "split": grouped["split"].first(),
             "study_date": grouped["StudyDate"].min(),

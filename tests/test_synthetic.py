@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import random
 import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +19,11 @@ from pipeline.config import ConfigError, build
 from pipeline.mimic import schema
 from pipeline.synthetic import images
 from pipeline.synthetic.findings import Finding, StudyState, create_anatomy, sample_state
-from pipeline.synthetic.generate import JPG_DIR, REPORTS_DIR, SynthesizeParams, _plan, synthesize
+from pipeline.synthetic.generate import JPG_DIR, REPORTS_DIR, SynthesizeParams, _GzipStream, _plan, synthesize
 from pipeline.synthetic.labels import aggregate_chexpert, aggregate_negbio, label_row, mentioned
-from pipeline.synthetic.phrases import OTHER, sent
-from pipeline.synthetic.reports import ReportFlags, compose_report
+from pipeline.synthetic.reports import ReportFlags, _wrap, compose_report
+from pipeline.synthetic.rng import Rng
+from pipeline.synthetic.sentence import OTHER, sent
 
 SMALL = SynthesizeParams(seed=7, n_patients=40, image_scale=0.06, workers=1)
 MODERATE = SynthesizeParams(seed=3, n_patients=420, images=False, workers=1)
@@ -76,8 +79,8 @@ def test_split_covers_every_image_and_is_patient_disjoint(small):
 
 
 def test_default_params_give_large_enough_eval_splits(tmp_path):
-    tasks = _plan(SynthesizeParams(), tmp_path, tmp_path)
-    counts = pd.Series([t.split for t in tasks]).value_counts()
+    tasks = _plan(SynthesizeParams())
+    counts = pd.Series([t.split for t in tasks for _ in t.study_ids]).value_counts()
     assert counts["validate"] >= 150 and counts["test"] >= 150
 
 
@@ -216,7 +219,7 @@ def test_view_mix_and_rare_views(moderate):
 
 
 def _random_reports(n: int):
-    rng = np.random.default_rng(11)
+    rng = Rng.of(11)
     for i in range(n):
         anatomy = create_anatomy(rng)
         state = sample_state(rng, anatomy, "test", bool(i % 2), bool(i % 3))
@@ -255,7 +258,7 @@ def test_aggregation_rules():
 
 
 def _render(findings: dict[str, Finding]) -> np.ndarray:
-    anatomy = create_anatomy(np.random.default_rng(5))
+    anatomy = create_anatomy(Rng.of(5))
     return images.render(StudyState(anatomy, findings), "PA", 382, 318, np.random.default_rng(1)).astype(
         float
     )
@@ -321,3 +324,41 @@ def test_stage_entry_point(tmp_path):
 def test_jpeg_round_trip_keeps_one_channel():
     data = images.encode_jpeg(np.full((40, 30), 128, np.uint8))
     assert Image.open(io.BytesIO(data)).mode == "L"
+
+
+def test_fast_wrap_matches_textwrap():
+    rng = random.Random(0)
+    words = ["a", "bb", "pneumothorax", "___", "°C", "x" * 85, "y" * 78, "left-sided", "é", "FINDINGS:", "\t"]
+    for _ in range(3000):
+        text = " " * rng.choice([0, 0, 0, 1, 90]) + "".join(
+            rng.choice(words) + " " * rng.choice([0, 1, 1, 2, 3]) for _ in range(rng.randint(0, 40))
+        )
+        for indent in (" ", "  "):
+            expected = textwrap.wrap(
+                text,
+                79,
+                initial_indent=indent,
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            assert _wrap(text, indent) == expected, text
+
+
+def test_rng_streams_are_keyed_and_reproducible():
+    draws = lambda rng: [rng.integers(1000) for _ in range(8)]  # noqa: E731
+    assert draws(Rng.of(1, 2, 3)) == draws(Rng.of(1, 2, 3))
+    assert draws(Rng.of(1, 2, 3)) != draws(Rng.of(1, 2, 4)) != draws(Rng.of(1, 2))
+    rng = Rng.of(9)
+    picks = [rng.choice("abc", p=[0.7, 0.2, 0.1]) for _ in range(4000)]
+    assert abs(picks.count("a") / 4000 - 0.7) < 0.03 and picks.count("c") > 250
+    assert sorted(rng.sample_weighted(6, 6, [1, 2, 3, 4, 5, 6])) == list(range(6))
+    assert all(0 <= rng.integers(3, 5) - 3 < 2 for _ in range(100))
+
+
+def test_streamed_gzip_equals_one_shot_gzip():
+    stream = _GzipStream(["a", "b"])
+    for chunk in ("1,2\n" * 500, "", "x,é\n" * 3):
+        stream.add(chunk)
+    text = "a,b\n" + "1,2\n" * 500 + "x,é\n" * 3
+    assert stream.finish() == gzip.compress(text.encode(), compresslevel=6, mtime=0)

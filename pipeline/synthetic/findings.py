@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-import numpy as np
+from pipeline.synthetic.rng import Rng
 
 SIDES = ("left", "right", "bilateral")
 LOBES = (
@@ -90,16 +90,16 @@ class StudyState:
 
     def to_json_dict(self) -> dict:
         return {
-            "anatomy": dataclasses.asdict(self.anatomy),
-            "findings": {k: dataclasses.asdict(v) for k, v in sorted(self.findings.items())},
-            "others": {k: dataclasses.asdict(v) for k, v in sorted(self.others.items())},
+            "anatomy": dict(vars(self.anatomy)),
+            "findings": {k: dict(vars(v)) for k, v in sorted(self.findings.items())},
+            "others": {k: dict(vars(v)) for k, v in sorted(self.others.items())},
             "devices": list(self.devices),
             "has_prior": self.has_prior,
             "portable": self.portable,
         }
 
 
-def create_anatomy(rng: np.random.Generator) -> Anatomy:
+def create_anatomy(rng: Rng) -> Anatomy:
     sex = str(rng.choice(["M", "F"]))
     return Anatomy(
         body_width=float(rng.uniform(0.80, 0.95)),
@@ -113,19 +113,19 @@ def create_anatomy(rng: np.random.Generator) -> Anatomy:
     )
 
 
-def _side(rng: np.random.Generator, p_bilateral: float = 0.2) -> str:
+def _side(rng: Rng, p_bilateral: float = 0.2) -> str:
     if rng.random() < p_bilateral:
         return "bilateral"
     return str(rng.choice(["left", "right"]))
 
 
-def _status(rng: np.random.Generator, has_prior: bool) -> str:
+def _status(rng: Rng, has_prior: bool) -> str:
     if not has_prior:
         return "new"
     return str(rng.choice(["new", "stable", "worse", "improved", "none"], p=[0.2, 0.25, 0.15, 0.1, 0.3]))
 
 
-def _make_finding(name: str, rng: np.random.Generator, has_prior: bool) -> Finding:
+def _make_finding(name: str, rng: Rng, has_prior: bool) -> Finding:
     status = _status(rng, has_prior)
     hedged = rng.random() < _P_HEDGED.get(name, 0.08)
     kw: dict = {"status": status, "hedged": hedged}
@@ -152,13 +152,11 @@ def _make_finding(name: str, rng: np.random.Generator, has_prior: bool) -> Findi
     return Finding(name=name, **kw)
 
 
-def _make_other(kind: str, rng: np.random.Generator) -> Finding:
+def _make_other(kind: str, rng: Rng) -> Finding:
     return Finding(name=kind, side=str(rng.choice(["left", "right"])), location=str(rng.choice(ZONES)))
 
 
-def sample_state(
-    rng: np.random.Generator, anatomy: Anatomy, split: str, portable: bool, has_prior: bool
-) -> StudyState:
+def sample_state(rng: Rng, anatomy: Anatomy, split: str, portable: bool, has_prior: bool) -> StudyState:
     """Draw the true findings of one study; test is enriched for abnormal studies as in MIMIC."""
     col = 1 if portable else 0
     findings: dict[str, Finding] = {}
@@ -180,10 +178,7 @@ def sample_state(
     devices: tuple[str, ...] = ()
     if rng.random() < p_dev:
         pool = ["ett", "ng", "cvc", "picc", "pacemaker", "sternal_wires"]
-        weights = np.array(
-            [0.3, 0.25, 0.25, 0.2, 0.15, 0.12] if portable else [0.02, 0.03, 0.1, 0.15, 0.4, 0.3]
-        )
+        weights = [0.3, 0.25, 0.25, 0.2, 0.15, 0.12] if portable else [0.02, 0.03, 0.1, 0.15, 0.4, 0.3]
         n = 1 + int(rng.random() < (0.5 if portable else 0.15))
-        idx = rng.choice(len(pool), size=n, replace=False, p=weights / weights.sum())
-        devices = tuple(pool[i] for i in sorted(idx))
+        devices = tuple(pool[i] for i in sorted(rng.sample_weighted(len(pool), n, weights)))
     return StudyState(anatomy, findings, devices, others, has_prior, portable)

@@ -11,8 +11,12 @@ never leaves a half-written dataset behind.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import shutil
+import struct
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -22,11 +26,19 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.io import atomic_dir, write_csv, write_parquet, write_text
+from pipeline.io import atomic_dir, write_bytes, write_parquet, write_text
 from pipeline.mimic import schema
-from pipeline.synthetic.metadata import assign_splits, draw_unique, patient_dates, studies_per_patient
-from pipeline.synthetic.reports import ReportFlags
-from pipeline.synthetic.study import StudyRecord, StudyTask, build_study
+from pipeline.synthetic.metadata import assign_splits, draw_unique, studies_per_patient
+from pipeline.synthetic.study import (
+    EMPTY,
+    NON_ASCII,
+    RARE_VIEW,
+    TRUTH_COLUMNS,
+    BatchOutput,
+    PatientTask,
+    RunConfig,
+    build_patients,
+)
 
 JPG_DIR = Path("mimic-cxr-jpg") / "2.1.0"
 REPORTS_DIR = Path("mimic-cxr-reports")
@@ -34,6 +46,7 @@ TRUTH_FILE = "truth.parquet"
 _GLOBAL = 1
 P_NON_ASCII, P_EMPTY = 2e-5, 3.5e-5
 FORCE_RARE_MIN_STUDIES = 1000
+GZIP_LEVEL = 6
 
 
 @dataclass(frozen=True)
@@ -68,98 +81,132 @@ class SynthesizeParams:
             raise ValueError(f"workers must be 0 (all cores) or a positive integer, got {self.workers!r}")
 
 
-def _plan(params: SynthesizeParams, jpg_root: Path, reports_root: Path) -> list[StudyTask]:
-    """Patients, their studies, dates and splits; the only globally random part of the generator."""
+def _plan(params: SynthesizeParams) -> list[PatientTask]:
+    """Patients, their study ids, splits and forced rarities: the only globally random part."""
     rng = np.random.default_rng([params.seed, _GLOBAL])
     n = params.n_patients
     subjects = np.sort(draw_unique(rng, 10_000_000, 20_000_000, n))
     counts = studies_per_patient(rng, n)
     fr = params.split_fractions
     splits = assign_splits(rng, n, {"train": fr.train, "validate": fr.validate, "test": fr.test})
-    study_ids = draw_unique(rng, 50_000_000, 60_000_000, int(counts.sum()))
+    study_ids = draw_unique(rng, 50_000_000, 60_000_000, int(counts.sum())).tolist()
     total = len(study_ids)
     forced = rng.choice(total, size=min(4, total), replace=False) if total >= FORCE_RARE_MIN_STUDIES else []
-    rare = set(int(i) for i in forced[:2])
-    non_ascii = set(np.flatnonzero(rng.random(total) < P_NON_ASCII)) | {int(i) for i in forced[2:3]}
-    empty = set(np.flatnonzero(rng.random(total) < P_EMPTY)) | {int(i) for i in forced[3:4]}
-    tasks, k = [], 0
-    for subject, count, split in zip(subjects, counts, splits, strict=True):
-        dates, times = patient_dates(np.random.default_rng([params.seed, _GLOBAL, int(subject)]), int(count))
-        for j in range(int(count)):
-            flags = ReportFlags(non_ascii=k in non_ascii, empty=k in empty)
-            tasks.append(
-                StudyTask(
-                    params.seed,
-                    int(subject),
-                    int(study_ids[k]),
-                    str(split),
-                    j > 0,
-                    dates[j],
-                    times[j],
-                    k in rare,
-                    flags,
-                    params.images,
-                    params.image_scale,
-                    str(jpg_root),
-                    str(reports_root),
-                )
-            )
-            k += 1
+    special: dict[int, list[str]] = {}
+    for kind, extra in ((RARE_VIEW, forced[:2]), (NON_ASCII, forced[2:3]), (EMPTY, forced[3:4])):
+        for k in extra:
+            special.setdefault(int(k), []).append(kind)
+    for kind, p in ((NON_ASCII, P_NON_ASCII), (EMPTY, P_EMPTY)):
+        for k in np.flatnonzero(rng.random(total) < p):
+            special.setdefault(int(k), []).append(kind)
+    ends = np.cumsum(counts).tolist()
+    tasks, first = [], 0
+    for subject, end, split in zip(subjects.tolist(), ends, splits.tolist(), strict=True):
+        marks = tuple((k - first, kind) for k in range(first, end) if k in special for kind in special[k])
+        tasks.append(PatientTask(subject, split, tuple(study_ids[first:end]), marks))
+        first = end
     return tasks
 
 
-def _run(tasks: list[StudyTask], workers: int) -> Iterator[StudyRecord]:
+def _batches(tasks: list[PatientTask], studies_per_batch: int) -> list[list[PatientTask]]:
+    out: list[list[PatientTask]] = [[]]
+    size = 0
+    for task in tasks:
+        if size >= studies_per_batch:
+            out.append([])
+            size = 0
+        out[-1].append(task)
+        size += len(task.study_ids)
+    return out
+
+
+def _run(cfg: RunConfig, tasks: list[PatientTask], workers: int) -> Iterator[BatchOutput]:
     n = workers or os.cpu_count() or 1
-    bar = dict(total=len(tasks), desc="synthesize", unit="study", disable=None)
-    if n == 1:
-        yield from tqdm(map(build_study, tasks), **bar)
-        return
-    with ProcessPoolExecutor(max_workers=n) as pool:
-        yield from tqdm(pool.map(build_study, tasks, chunksize=32), **bar)
+    batches = _batches(tasks, 16 if cfg.images else 1024)
+    bar = tqdm(total=sum(len(t.study_ids) for t in tasks), desc="synthesize", unit="study", disable=None)
+    work = functools.partial(build_patients, cfg)
+    with bar:
+        if n == 1:
+            results: Iterator[BatchOutput] = map(work, batches)
+            for batch, out in zip(batches, results, strict=True):
+                bar.update(sum(len(t.study_ids) for t in batch))
+                yield out
+            return
+        with ProcessPoolExecutor(max_workers=n) as pool:
+            for batch, out in zip(batches, pool.map(work, batches), strict=True):
+                bar.update(sum(len(t.study_ids) for t in batch))
+                yield out
 
 
-def _label_frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=columns)
-    for col in schema.LABEL_COLUMNS:
-        frame[col] = frame[col].astype("float64")
-    return frame
+class _GzipStream:
+    """gzip built batch by batch while workers run; bytes equal `gzip.compress(text, 6, mtime=0)`."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self._deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        self._parts = [b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"]
+        self._crc = self._size = 0
+        self.add(",".join(columns) + "\n")
+
+    def add(self, text: str) -> None:
+        data = text.encode("utf-8")
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        self._parts.append(self._deflate.compress(data))
+
+    def finish(self) -> bytes:
+        trailer = struct.pack("<II", self._crc, self._size & 0xFFFFFFFF)
+        return b"".join([*self._parts, self._deflate.flush(), trailer])
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _truth_frame(rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=TRUTH_COLUMNS)
+    for col in schema.LABEL_COLUMNS:
+        frame[col] = frame[col].astype("float64")
+    return frame
+
+
 def synthesize(params: SynthesizeParams, out_dir: str | os.PathLike) -> dict[str, int]:
     """Write the synthetic source under `out_dir`; returns counts for the stage log."""
     with atomic_dir(out_dir) as tmp:
         jpg_root, reports_root = tmp / JPG_DIR, tmp / REPORTS_DIR
-        jpg_root.mkdir(parents=True)
-        reports_root.mkdir(parents=True)
-        tasks = _plan(params, jpg_root, reports_root)
-        meta, sums, truth, chexpert, negbio, radiologist = [], [], [], [], [], []
-        for rec in _run(tasks, params.workers):
-            meta += rec.metadata
-            sums += rec.image_sums
-            truth.append(rec.truth)
-            chexpert += [rec.chexpert] if rec.chexpert else []
-            negbio += [rec.negbio] if rec.negbio else []
-            radiologist += [rec.radiologist] if rec.radiologist else []
-        ids = {r["dicom_id"] for r in meta}
-        if len(ids) != len(meta):
+        tasks = _plan(params)
+        for group in sorted({schema.subject_group(t.subject_id) for t in tasks}):
+            (reports_root / "files" / group).mkdir(parents=True)
+            (jpg_root / "files" / group).mkdir(parents=True, exist_ok=not params.images)
+        if not params.images:
+            shutil.rmtree(jpg_root / "files")
+        jpg_root.mkdir(parents=True, exist_ok=True)
+        cfg = RunConfig(params.seed, params.images, params.image_scale, str(jpg_root), str(reports_root))
+        gz = {
+            schema.METADATA_FILE: ("metadata", _GzipStream(schema.METADATA_COLUMNS)),
+            schema.SPLIT_FILE: ("split", _GzipStream(schema.SPLIT_COLUMNS)),
+            schema.CHEXPERT_FILE: ("chexpert", _GzipStream(schema.LABEL_FILE_COLUMNS)),
+            schema.NEGBIO_FILE: ("negbio", _GzipStream(schema.LABEL_FILE_COLUMNS)),
+        }
+        radiologist, image_filenames, dicom_ids = [], [], []
+        sums: list[tuple[str, str]] = []
+        truth: list[tuple] = []
+        n_label_rows = 0
+        for out in _run(cfg, tasks, params.workers):
+            for key, stream in gz.values():
+                stream.add(getattr(out, key))
+            radiologist.append(out.radiologist)
+            image_filenames.append(out.image_filenames)
+            dicom_ids += [line[: line.index(",")] for line in out.split.splitlines()]
+            n_label_rows += out.chexpert.count("\n")
+            sums += out.image_sums
+            truth += out.truth
+        if len(set(dicom_ids)) != len(dicom_ids):
             raise RuntimeError("dicom_id collision; choose another seed")  # 2^-160 odds, but never silent
-        split_of = {t.study_id: t.split for t in tasks}
-        metadata = pd.DataFrame(meta)
-        write_csv(jpg_root / schema.METADATA_FILE, metadata[schema.METADATA_COLUMNS], compression="gzip")
-        split = metadata[["dicom_id", "study_id", "subject_id"]].assign(split=metadata.study_id.map(split_of))
-        write_csv(jpg_root / schema.SPLIT_FILE, split[schema.SPLIT_COLUMNS], compression="gzip")
-        for name, rows in (("chexpert", chexpert), ("negbio", negbio)):
-            frame = _label_frame(rows, schema.LABEL_FILE_COLUMNS)
-            write_csv(jpg_root / schema.LABEL_FILES[name], frame, compression="gzip")
-        write_csv(
-            jpg_root / schema.TEST_SET_LABELED_FILE,
-            _label_frame(radiologist, ["study_id", *schema.LABEL_COLUMNS]),
-        )
-        write_text(jpg_root / schema.IMAGE_FILENAMES_FILE, "".join(f"{p}\n" for p in metadata["path"]))
+        for name, (_, stream) in gz.items():
+            write_bytes(jpg_root / name, stream.finish())
+        header = ",".join(["study_id", *schema.LABEL_COLUMNS]) + "\n"
+        write_text(jpg_root / schema.TEST_SET_LABELED_FILE, header + "".join(radiologist))
+        write_text(jpg_root / schema.IMAGE_FILENAMES_FILE, "".join(image_filenames))
         listed = dict(sums)
         for path in jpg_root.iterdir():
             if path.is_file():
@@ -167,11 +214,11 @@ def synthesize(params: SynthesizeParams, out_dir: str | os.PathLike) -> dict[str
         write_text(
             jpg_root / schema.SHA256SUMS_FILE, "".join(f"{h}  {p}\n" for p, h in sorted(listed.items()))
         )
-        write_parquet(tmp / TRUTH_FILE, _label_frame(truth, list(truth[0]) if truth else []))
+        write_parquet(tmp / TRUTH_FILE, _truth_frame(truth))
     return {
         "patients": params.n_patients,
-        "studies": len(tasks),
-        "images": len(meta),
-        "label_rows": len(chexpert),
+        "studies": len(truth),
+        "images": len(dicom_ids),
+        "label_rows": n_label_rows,
         "images_written": len(sums),
     }

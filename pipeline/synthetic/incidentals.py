@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from pipeline.synthetic.findings import Finding
-from pipeline.synthetic.phrases import OTHER, Sentence, pick, sent
+from pipeline.synthetic.rng import Rng
+from pipeline.synthetic.sentence import OTHER, Sentence, pick, sent
 
 _DEVICE = {
     "ett": [
@@ -35,7 +34,7 @@ _DEVICE = {
 }
 
 
-def describe_device(kind: str, rng: np.random.Generator) -> Sentence:
+def describe_device(kind: str, rng: Rng) -> Sentence:
     text = pick(rng, _DEVICE[kind]).format(n=int(rng.integers(2, 7)))
     return sent(text, "Support Devices:pos")
 
@@ -59,6 +58,6 @@ _OTHER = {
 }
 
 
-def describe_other(f: Finding, rng: np.random.Generator) -> Sentence:
+def describe_other(f: Finding, rng: Rng) -> Sentence:
     text = pick(rng, _OTHER[f.name]).format(side=f.side, zone=f.location)
     return sent(text, f"{OTHER}:pos")

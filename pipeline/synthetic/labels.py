@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 
 from pipeline.mimic.schema import PATHOLOGY_LABELS
-from pipeline.synthetic.phrases import NEG, OTHER, POS, UNC, Sentence
+from pipeline.synthetic.sentence import NEG, OTHER, POS, UNC, Sentence
 
 VALUE = {POS: 1.0, NEG: 0.0, UNC: -1.0}
 
@@ -62,8 +62,7 @@ def aggregate_negbio(certainties: set[str]) -> float | None:
     return aggregate_chexpert(certainties)
 
 
-def label_row(sentences: Iterable[Sentence], negbio: bool = False) -> dict[str, float | None]:
-    """The 14 labels of one study from the mentions of its labelled section."""
+def _mentions(sentences: Iterable[Sentence]) -> tuple[dict[str, set[str]], bool]:
     per_obs: dict[str, set[str]] = {}
     no_finding = True
     for sentence in sentences:
@@ -71,7 +70,22 @@ def label_row(sentences: Iterable[Sentence], negbio: bool = False) -> dict[str, 
             per_obs.setdefault(obs, set()).add(cert)
             if obs != "Support Devices" and cert in (POS, UNC):
                 no_finding = False
-    agg = aggregate_negbio if negbio else aggregate_chexpert
-    row: dict[str, float | None] = {obs: agg(per_obs.get(obs, set())) for obs in PATHOLOGY_LABELS}
+    return per_obs, no_finding
+
+
+def _row(per_obs: dict[str, set[str]], no_finding: bool, agg) -> dict[str, float | None]:
+    empty: set[str] = set()
+    row: dict[str, float | None] = {obs: agg(per_obs.get(obs, empty)) for obs in PATHOLOGY_LABELS}
     row["No Finding"] = 1.0 if no_finding else None
     return row
+
+
+def label_row(sentences: Iterable[Sentence], negbio: bool = False) -> dict[str, float | None]:
+    """The 14 labels of one study from the mentions of its labelled section."""
+    return _row(*_mentions(sentences), aggregate_negbio if negbio else aggregate_chexpert)
+
+
+def label_rows(sentences: Iterable[Sentence]) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """CheXpert and NegBio rows from one pass over the mentions."""
+    per_obs, no_finding = _mentions(sentences)
+    return _row(per_obs, no_finding, aggregate_chexpert), _row(per_obs, no_finding, aggregate_negbio)

@@ -6,9 +6,14 @@ Conventions follow data-facts.md: random (not chronological) 8-digit ids, per-pa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import numpy as np
+
+from pipeline.mimic import schema
+from pipeline.synthetic.rng import Rng
 
 # (views, P(study)) fitted so the image-level view mix is AP 39%, PA 25.5%, LATERAL 22%, LL 9.3%,
 # blank 4.2%, 1.63 images per study and 4% of studies without a frontal image.
@@ -31,18 +36,7 @@ STUDY_VIEWS: tuple[tuple[tuple[str, ...], float], ...] = (
     (("PA", "LL", "LATERAL"), 0.0124),
     (("LL",), 0.0051),
 )
-RARE_VIEWS = (
-    "PA LLD",
-    "LAO",
-    "RAO",
-    "AP AXIAL",
-    "AP LLD",
-    "XTABLE LATERAL",
-    "AP RLD",
-    "SWIMMERS",
-    "PA RLD",
-    "LPO",
-)
+RARE_VIEWS = schema.RARE_VIEWS
 P_RARE_VIEW = 6e-5
 VIEW_MEANING = {
     "PA": "postero-anterior",
@@ -94,24 +88,25 @@ def assign_splits(rng: np.random.Generator, n_patients: int, fractions: dict[str
     return labels
 
 
-def patient_dates(rng: np.random.Generator, n_studies: int) -> tuple[list[int], list[float]]:
+def patient_dates(rng: Rng, n_studies: int) -> tuple[list[int], list[float]]:
     """Dates (YYYYMMDD, shifted into 2100–2200) and times (HHMMSS.fff) of one patient's studies."""
-    start = np.datetime64(f"{int(rng.integers(2105, 2180))}-01-01") + int(rng.integers(0, 365))
-    gaps = np.concatenate([[0], np.ceil(rng.exponential(90.0, size=n_studies - 1)).astype(int)])
-    same_day = rng.random(n_studies) < 0.15
-    gaps[same_day & (np.arange(n_studies) > 0)] = 0
-    days = start + np.cumsum(gaps).astype("timedelta64[D]")
-    dates = [int(str(d).replace("-", "")) for d in days]
-    secs = np.sort(rng.uniform(0, 86400, size=n_studies))
+    day = date(rng.integers(2105, 2180), 1, 1) + timedelta(days=rng.integers(0, 365))
+    dates = []
+    for j in range(n_studies):
+        gap = math.ceil(rng.exponential(90.0)) if j else 0
+        if rng.random() < 0.15:  # a same-day repeat
+            gap = 0
+        day += timedelta(days=gap)
+        dates.append(day.year * 10000 + day.month * 100 + day.day)
     times = []
-    for s in secs:
+    for s in sorted(rng.uniform(0, 86400) for _ in range(n_studies)):
         h, rem = divmod(int(s * 1000), 3_600_000)
         m, rem = divmod(rem, 60_000)
         times.append(round(h * 10000 + m * 100 + rem / 1000, 3))
     return dates, times
 
 
-def procedure_for(views: tuple[str, ...], rng: np.random.Generator) -> str | None:
+def procedure_for(views: tuple[str, ...], rng: Rng) -> str | None:
     if rng.random() < 0.03:
         return None
     if "PA" in views:
@@ -127,20 +122,24 @@ def procedure_for(views: tuple[str, ...], rng: np.random.Generator) -> str | Non
     return "CHEST (PA AND LAT)" if rng.random() < 0.7 else "CHEST (SINGLE VIEW)"
 
 
-def sample_views(rng: np.random.Generator, force_rare: bool) -> tuple[str, ...]:
-    probs = np.array([p for _, p in STUDY_VIEWS])
-    views = list(STUDY_VIEWS[int(rng.choice(len(probs), p=probs / probs.sum()))][0])
+_VIEW_SETS = [views for views, _ in STUDY_VIEWS]
+_VIEW_P = [p for _, p in STUDY_VIEWS]
+
+
+def sample_views(rng: Rng, force_rare: bool) -> tuple[str, ...]:
+    views = list(rng.choice(_VIEW_SETS, _VIEW_P))
     for i in range(len(views)):
         if (force_rare and i == len(views) - 1) or rng.random() < P_RARE_VIEW:
-            views[i] = RARE_VIEWS[int(rng.integers(len(RARE_VIEWS)))]
+            views[i] = RARE_VIEWS[rng.integers(len(RARE_VIEWS))]
     return tuple(views)
 
 
-def dicom_id(rng: np.random.Generator) -> str:
-    return "-".join(f"{int(x):08x}" for x in rng.integers(0, 2**32, size=5, dtype=np.uint64))
+def dicom_id(rng: Rng) -> str:
+    g = rng.getrandbits
+    return f"{g(32):08x}-{g(32):08x}-{g(32):08x}-{g(32):08x}-{g(32):08x}"
 
 
-def image_meta(view: str, rng: np.random.Generator, image_scale: float, portable: bool) -> ImageMeta:
+def image_meta(view: str, rng: Rng, image_scale: float, portable: bool) -> ImageMeta:
     rows, cols = FULL_SIZE["AP" if view == "AP" else "default"]
     rows = round((rows + rng.integers(-160, 161)) * image_scale)
     cols = round((cols + rng.integers(-120, 121)) * image_scale)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from pipeline.synthetic.phrases import Sentence, pick, sent
+from pipeline.synthetic.rng import Rng
+from pipeline.synthetic.sentence import Sentence, pick, sent
 
 _NEG: dict[str, list[Sentence]] = {
     "effusion+pneumothorax": [
@@ -126,7 +125,7 @@ _TECHNICAL = [
 ]
 
 
-def negative(key: str, rng: np.random.Generator) -> Sentence:
+def negative(key: str, rng: Rng) -> Sentence:
     return pick(rng, _NEG[key])
 
 
@@ -134,27 +133,27 @@ def has_negative(key: str) -> bool:
     return key in _NEG
 
 
-def lungs_clear(rng: np.random.Generator) -> Sentence:
+def lungs_clear(rng: Rng) -> Sentence:
     return pick(rng, _CLEAR)
 
 
-def bones_normal(rng: np.random.Generator) -> Sentence:
+def bones_normal(rng: Rng) -> Sentence:
     return pick(rng, _BONES)
 
 
-def normal_impression(rng: np.random.Generator) -> Sentence:
+def normal_impression(rng: Rng) -> Sentence:
     return pick(rng, _NORMAL_IMPRESSION)
 
 
-def extra_normal(rng: np.random.Generator) -> Sentence:
+def extra_normal(rng: Rng) -> Sentence:
     return pick(rng, _EXTRA)
 
 
-def technical_note(rng: np.random.Generator) -> Sentence:
+def technical_note(rng: Rng) -> Sentence:
     return pick(rng, _TECHNICAL)
 
 
-def non_ascii_note(rng: np.random.Generator) -> Sentence:
+def non_ascii_note(rng: Rng) -> Sentence:
     """The real corpus has a handful of UTF-8 reports; downstream readers must survive them."""
     return pick(
         rng,

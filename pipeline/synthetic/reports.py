@@ -6,20 +6,20 @@ so the true findings/impression and the labelled section are known exactly, not 
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from pipeline.synthetic import negatives as negs
 from pipeline.synthetic.findings import StudyState
 from pipeline.synthetic.incidentals import describe_device, describe_other
-from pipeline.synthetic.phrases import Sentence, describe, pick, sent
+from pipeline.synthetic.phrases import describe
+from pipeline.synthetic.rng import Rng
+from pipeline.synthetic.sentence import Sentence, pick, sent
 
 BANNER = " " * 33 + "FINAL REPORT"
 ADDENDUM_BANNER = " " * 33 + "FINAL ADDENDUM"
 RULE = " " + "_" * 78
 WIDTH = 79
+_WHITESPACE = str.maketrans("\t\n\x0b\x0c\r", "     ")
 _LUNG = ("consolidation", "pneumonia", "opacity", "lesion", "atelectasis", "edema")
 _PLEURA = ("effusion", "pneumothorax", "pleural_other")
 _HEART = ("cardiomegaly", "mediastinum")
@@ -80,14 +80,35 @@ def _norm(text: str) -> str:
 
 
 def _wrap(text: str, indent: str = " ") -> list[str]:
-    return textwrap.wrap(
-        text,
-        WIDTH,
-        initial_indent=indent,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
+    """`textwrap.wrap(text, WIDTH, indent, break_long_words=False, break_on_hyphens=False)`, ~4x faster.
+
+    The same greedy fill by string search: inner whitespace runs are kept, whitespace at line ends and at
+    the start of later lines is dropped, an over-long word gets a line of its own.
+    """
+    if "\t" in text or "\n" in text or "\r" in text or "\x0b" in text or "\x0c" in text:
+        text = text.expandtabs().translate(_WHITESPACE)
+    avail, n = WIDTH - len(indent), len(text)
+    lines: list[str] = []
+    start = 0
+    while start < n:
+        limit = start + avail
+        if limit >= n:
+            cut = nxt = n
+        elif text[limit] == " ":
+            cut = nxt = limit
+        else:
+            cut = nxt = text.rfind(" ", start, limit) + 1
+            if cut <= start:  # a word longer than the line
+                cut = nxt = text.find(" ", limit)
+                if cut < 0:
+                    cut = nxt = n
+        line = text[start:cut].rstrip(" ")
+        if line:
+            lines.append(indent + line)
+        while nxt < n and text[nxt] == " ":
+            nxt += 1
+        start = nxt
+    return lines
 
 
 def _render_block(block: Block) -> list[str]:
@@ -108,7 +129,7 @@ def _render_block(block: Block) -> list[str]:
     return lines
 
 
-def _findings_paragraphs(state: StudyState, rng: np.random.Generator) -> list[Paragraph]:
+def _findings_paragraphs(state: StudyState, rng: Rng) -> list[Paragraph]:
     f = {k: v for k, v in state.findings.items() if rng.random() > 0.02}  # report noise: an omission
     dev = [describe_device(d, rng) for d in state.devices]
     lung = [describe(f[k], rng) for k in _LUNG if k in f]
@@ -152,7 +173,7 @@ def _findings_paragraphs(state: StudyState, rng: np.random.Generator) -> list[Pa
     return [Paragraph(flat)]
 
 
-def _impression_sentences(state: StudyState, rng: np.random.Generator, asked: str) -> list[Sentence]:
+def _impression_sentences(state: StudyState, rng: Rng, asked: str) -> list[Sentence]:
     out: list[Sentence] = []
     f = state.findings
     for name in _IMPRESSION_ORDER:
@@ -216,7 +237,7 @@ _ASKED = {
 }
 
 
-def _clinical(state: StudyState, rng: np.random.Generator) -> tuple[str, str]:
+def _clinical(state: StudyState, rng: Rng) -> tuple[str, str]:
     asked = str(rng.choice(list(_ASKED), p=[0.22, 0.08, 0.1, 0.05, 0.55]))
     who = "woman" if state.anatomy.sex == "F" else "man"
     reason = pick(rng, _ASKED[asked])
@@ -231,7 +252,7 @@ def _clinical(state: StudyState, rng: np.random.Generator) -> tuple[str, str]:
     return asked, text
 
 
-def _view_header(views: list[str], rng: np.random.Generator) -> str:
+def _view_header(views: list[str], rng: Rng) -> str:
     if "PA" in views:
         return pick(
             rng,
@@ -244,12 +265,12 @@ def _view_header(views: list[str], rng: np.random.Generator) -> str:
     return pick(rng, ["AP CHEST, ___", "PORTABLE CHEST", "PORTABLE UPRIGHT CHEST"])
 
 
-def _variant(rng: np.random.Generator, common: str, rare: list[str], p_rare: float) -> str:
+def _variant(rng: Rng, common: str, rare: list[str], p_rare: float) -> str:
     return pick(rng, rare) if rng.random() < p_rare else common
 
 
 def compose_report(
-    state: StudyState, views: list[str], procedure: str, rng: np.random.Generator, flags: ReportFlags
+    state: StudyState, views: list[str], procedure: str, rng: Rng, flags: ReportFlags
 ) -> Report:
     """Write one report; coverage ≈ both 54%, impression only 29%, findings only 12%, neither 5%."""
     if flags.empty:
@@ -336,7 +357,7 @@ def compose_report(
     return _finish(blocks, rng, flags, headerless)
 
 
-def _finish(blocks: list[Block], rng: np.random.Generator, flags: ReportFlags, headerless: bool) -> Report:
+def _finish(blocks: list[Block], rng: Rng, flags: ReportFlags, headerless: bool) -> Report:
     if flags.non_ascii:
         next(b for b in blocks if b.kind == "other").paragraphs.append(Paragraph([negs.non_ascii_note(rng)]))
     found = {b.kind: b for b in blocks if b.kind in ("findings", "impression") and b.paragraphs}

@@ -1,23 +1,33 @@
-"""Everything about one study, computed from (seed, study_id) alone so any worker count gives equal bytes."""
+"""Everything about one patient's studies, from (seed, subject_id, study_id) alone: equal bytes for any
+worker count.
+
+Workers get batches of patients and return their rows already formatted as CSV text, so the parent only
+concatenates and compresses; each patient's report folder is created once and reports are written with
+bare `os.open`/`os.write` (the whole tree is built inside a temporary directory that is swapped in later).
+"""
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
+import os
 from dataclasses import dataclass
-from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from pipeline.mimic.schema import LABEL_COLUMNS, image_relpath, report_relpath
+from pipeline.mimic.schema import LABEL_COLUMNS, subject_group
 from pipeline.synthetic import images as imaging
 from pipeline.synthetic.findings import StudyState, create_anatomy, sample_state
-from pipeline.synthetic.labels import label_row
-from pipeline.synthetic.metadata import image_meta, procedure_for, sample_views
+from pipeline.synthetic.labels import label_rows
+from pipeline.synthetic.metadata import image_meta, patient_dates, procedure_for, sample_views
 from pipeline.synthetic.reports import ReportFlags, compose_report
+from pipeline.synthetic.rng import Rng
 
 # Streams of the per-study random generators; separate streams keep e.g. `images: false` from changing text.
-_STUDY, _PATIENT, _IMAGE, _RADIOLOGIST = 3, 4, 5, 6
+_DATES, _STUDY, _PATIENT, _IMAGE, _RADIOLOGIST = 2, 3, 4, 5, 6
 _FINDING_LABEL = {
     "cardiomegaly": "Cardiomegaly",
     "mediastinum": "Enlarged Cardiomediastinum",
@@ -33,36 +43,49 @@ _FINDING_LABEL = {
     "pleural_other": "Pleural Other",
 }
 _OPACITIES = ("opacity", "consolidation", "pneumonia", "atelectasis", "edema", "lesion")
+TRUTH_COLUMNS = [
+    "subject_id",
+    "study_id",
+    "split",
+    "findings",
+    "impression",
+    "labels_section",
+    *LABEL_COLUMNS,
+    "state",
+]
+RARE_VIEW, NON_ASCII, EMPTY = "rare_view", "non_ascii", "empty"
+
+
+class PatientTask(NamedTuple):
+    subject_id: int
+    split: str
+    study_ids: tuple[int, ...]
+    specials: tuple[tuple[int, str], ...] = ()  # (study index, RARE_VIEW | NON_ASCII | EMPTY)
 
 
 @dataclass(frozen=True)
-class StudyTask:
+class RunConfig:
     seed: int
-    subject_id: int
-    study_id: int
-    split: str
-    has_prior: bool
-    date: int
-    time: float
-    force_rare_view: bool
-    flags: ReportFlags
     images: bool
     image_scale: float
     jpg_root: str
     reports_root: str
 
 
-@dataclass(frozen=True)
-class StudyRecord:
-    metadata: list[dict]
+class BatchOutput(NamedTuple):
+    """CSV text (no header) of each release file for a batch of patients, plus the sidecar rows."""
+
+    metadata: str
+    split: str
+    image_filenames: str
+    chexpert: str
+    negbio: str
+    radiologist: str
     image_sums: list[tuple[str, str]]
-    truth: dict
-    chexpert: dict | None
-    negbio: dict | None
-    radiologist: dict | None
+    truth: list[tuple]
 
 
-def radiologist_labels(state: StudyState, rng: np.random.Generator) -> dict[str, float | None]:
+def radiologist_labels(state: StudyState, rng: Rng) -> dict[str, float | None]:
     """Test-set labels from the true state (not from text): hedged findings sometimes read as uncertain."""
     row: dict[str, float | None] = {}
     for name, label in _FINDING_LABEL.items():
@@ -77,67 +100,86 @@ def radiologist_labels(state: StudyState, rng: np.random.Generator) -> dict[str,
     return {k: row[k] for k in LABEL_COLUMNS}
 
 
-def build_study(task: StudyTask) -> StudyRecord:
-    rng = np.random.default_rng([task.seed, _STUDY, task.study_id])
-    anatomy = create_anatomy(np.random.default_rng([task.seed, _PATIENT, task.subject_id]))
-    views = sample_views(rng, task.force_rare_view)
+def _write_new(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+class _Writers:
+    def __init__(self) -> None:
+        self.buffers = {k: io.StringIO() for k in ("metadata", "split", "chexpert", "negbio", "radiologist")}
+        self.csv = {k: csv.writer(b, lineterminator="\n") for k, b in self.buffers.items()}
+        self.paths: list[str] = []
+        self.sums: list[tuple[str, str]] = []
+        self.truth: list[tuple] = []
+
+    def output(self) -> BatchOutput:
+        text = {k: v.getvalue() for k, v in self.buffers.items()}
+        text["image_filenames"] = "".join(f"{p}\n" for p in self.paths)
+        return BatchOutput(**text, image_sums=self.sums, truth=self.truth)
+
+
+def _study(cfg: RunConfig, task: PatientTask, j: int, date: int, time: float, anatomy, out: _Writers) -> None:
+    study_id, subject_id = task.study_ids[j], task.subject_id
+    special = {kind for i, kind in task.specials if i == j}
+    rng = Rng.of(cfg.seed, _STUDY, study_id)
+    views = sample_views(rng, RARE_VIEW in special)
     portable = "AP" in views and "PA" not in views
     procedure = procedure_for(views, rng)
-    state = sample_state(rng, anatomy, task.split, portable, task.has_prior)
-    report = compose_report(state, list(views), procedure or "", rng, task.flags)
-    metas = [image_meta(v, rng, task.image_scale, portable) for v in views]
+    state = sample_state(rng, anatomy, task.split, portable, j > 0)
+    flags = ReportFlags(non_ascii=NON_ASCII in special, empty=EMPTY in special)
+    report = compose_report(state, list(views), procedure or "", rng, flags)
+    metas = [image_meta(v, rng, cfg.image_scale, portable) for v in views]
 
-    rel = report_relpath(task.subject_id, task.study_id)
-    path = Path(task.reports_root) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(report.text.encode("utf-8"))
-
-    rows, sums = [], []
+    patient_dir = f"files/{subject_group(subject_id)}/p{subject_id}"
+    _write_new(f"{cfg.reports_root}/{patient_dir}/s{study_id}.txt", report.text.encode("utf-8"))
     for i, m in enumerate(metas):
-        img_rel = image_relpath(task.subject_id, task.study_id, m.dicom_id)
-        rows.append(
-            {
-                "dicom_id": m.dicom_id,
-                "subject_id": task.subject_id,
-                "study_id": task.study_id,
-                "PerformedProcedureStepDescription": procedure,
-                "ViewPosition": m.view or None,
-                "Rows": m.rows,
-                "Columns": m.cols,
-                "StudyDate": task.date,
-                "StudyTime": task.time,
-                "ProcedureCodeSequence_CodeMeaning": procedure,
-                "ViewCodeSequence_CodeMeaning": m.view_meaning,
-                "PatientOrientationCodeSequence_CodeMeaning": m.orientation,
-                "path": img_rel,
-            }
-        )
-        if task.images:
-            img_rng = np.random.default_rng([task.seed, _IMAGE, task.study_id, i])
+        img_rel = f"{patient_dir}/s{study_id}/{m.dicom_id}.jpg"
+        ids = (m.dicom_id, subject_id, study_id)
+        image = (m.view or None, m.rows, m.cols, date, time, procedure, m.view_meaning, m.orientation)
+        out.csv["metadata"].writerow((*ids, procedure, *image))
+        out.csv["split"].writerow((m.dicom_id, study_id, subject_id, task.split))
+        out.paths.append(img_rel)
+        if cfg.images:
+            img_rng = np.random.default_rng([cfg.seed, _IMAGE, study_id, i])
             data = imaging.encode_jpeg(imaging.render(state, m.view, m.rows, m.cols, img_rng))
-            out = Path(task.jpg_root) / img_rel
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(data)
-            sums.append((img_rel, hashlib.sha256(data).hexdigest()))
+            if i == 0:
+                os.mkdir(f"{cfg.jpg_root}/{patient_dir}/s{study_id}")
+            _write_new(f"{cfg.jpg_root}/{img_rel}", data)
+            out.sums.append((img_rel, hashlib.sha256(data).hexdigest()))
 
-    ids = {"subject_id": task.subject_id, "study_id": task.study_id}
-    chexpert = negbio = None
+    shipped: dict[str, float | None] = dict.fromkeys(LABEL_COLUMNS)
     if report.labels_section != "none":
-        chexpert = {**ids, **label_row(report.label_sentences)}
-        negbio = {**ids, **label_row(report.label_sentences, negbio=True)}
-    shipped = chexpert or dict.fromkeys(LABEL_COLUMNS)
-    truth = {
-        **ids,
-        "split": task.split,
-        "findings": report.findings,
-        "impression": report.impression,
-        "labels_section": report.labels_section,
-        **{k: shipped[k] for k in LABEL_COLUMNS},
-        "state": json.dumps(state.to_json_dict(), sort_keys=True),
-    }
-    radiologist = None
+        shipped, negbio = label_rows(report.label_sentences)
+        out.csv["chexpert"].writerow((subject_id, study_id, *(shipped[k] for k in LABEL_COLUMNS)))
+        out.csv["negbio"].writerow((subject_id, study_id, *(negbio[k] for k in LABEL_COLUMNS)))
+    state_json = json.dumps(state.to_json_dict(), sort_keys=True)
+    section_texts = (report.findings, report.impression, report.labels_section)
+    out.truth.append(
+        (subject_id, study_id, task.split, *section_texts, *(shipped[k] for k in LABEL_COLUMNS), state_json)
+    )
     if task.split == "test":
-        rad_rng = np.random.default_rng([task.seed, _RADIOLOGIST, task.study_id])
+        rad_rng = Rng.of(cfg.seed, _RADIOLOGIST, study_id)
         if rad_rng.random() < 0.5:
-            radiologist = {"study_id": task.study_id, **radiologist_labels(state, rad_rng)}
-    return StudyRecord(rows, sums, truth, chexpert, negbio, radiologist)
+            rad = radiologist_labels(state, rad_rng)
+            out.csv["radiologist"].writerow((study_id, *(rad[k] for k in LABEL_COLUMNS)))
+
+
+def build_patients(cfg: RunConfig, tasks: list[PatientTask]) -> BatchOutput:
+    """All studies of a batch of patients: report files (and images) on disk, rows returned as text."""
+    out = _Writers()
+    for task in tasks:
+        anatomy = create_anatomy(Rng.of(cfg.seed, _PATIENT, task.subject_id))
+        dates, times = patient_dates(Rng.of(cfg.seed, _DATES, task.subject_id), len(task.study_ids))
+        patient_dir = f"files/{subject_group(task.subject_id)}/p{task.subject_id}"
+        os.mkdir(f"{cfg.reports_root}/{patient_dir}")
+        if cfg.images:
+            os.mkdir(f"{cfg.jpg_root}/{patient_dir}")
+        for j in range(len(task.study_ids)):
+            _study(cfg, task, j, dates[j], times[j], anatomy, out)
+    return out.output()
