@@ -137,6 +137,7 @@ def _check_images(
     metadata = metadata.loc[~exact_dup]
     conflict = metadata["dicom_id"].duplicated(keep=False)
     rejects.add(_study_ids_with(metadata, conflict), "duplicate_dicom", None)
+    metadata = metadata[["dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate"]]
     split_dup = split.duplicated(keep="first")
     counts["duplicate_split_rows_dropped"] = int(split_dup.sum())
     split = split.loc[~split_dup]
@@ -254,7 +255,7 @@ def assemble_studies(
     ]
 
     if image_list is not None:
-        listed = images["relpath"].isin(image_list)
+        listed = pd.Series([p in image_list for p in images["relpath"].tolist()], index=images.index)
         counts["images_not_in_image_list"] = int((~listed).sum())
         unlisted_studies = set(images["study_id"].tolist()) - set(images.loc[listed, "study_id"].tolist())
         rejects.add(
