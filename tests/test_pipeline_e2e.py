@@ -106,4 +106,4 @@ def test_sections_match_the_ground_truth(project: Path):
         (truth.loc[both, col].fillna("<none>") == got.loc[both, col].fillna("<none>")).mean()
         for col in ("findings", "impression")
     ]
-    assert min(same) >= 0.98, same
+    assert min(same) >= 0.99, same

@@ -1,0 +1,1 @@
+"""Pieces of the trainer: params, optimiser and schedule, checkpoints, validation retrieval, DDP helpers."""

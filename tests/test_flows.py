@@ -1,0 +1,90 @@
+"""Prefect training flow: the task wraps the trainer; a transient failure is retried and the retry resumes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+from test_train import build_tiny_project
+
+import pipeline.train as train_module
+from pipeline import flows
+from pipeline.errors import PipelineError
+from pipeline.tracking import TrackingError
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return build_tiny_project(tmp_path_factory.mktemp("flows"), method="clip", epochs=2)
+
+
+def test_prefect_defaults_are_set_but_environment_wins():
+    import os
+
+    assert flows.PREFECT_DEFAULTS["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] == "false"
+    for key in flows.PREFECT_DEFAULTS:
+        assert key in os.environ
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+def test_task_function_calls_the_trainer(monkeypatch):
+    seen = []
+    monkeypatch.setattr(flows, "launch", lambda request: seen.append(request) or {"ok": 1})
+    request = train_module.TrainRequest("clip", out="x")
+    assert flows.train_task.fn(request) == {"ok": 1} and seen == [request]
+
+
+def test_flow_retries_a_crash_in_epoch_two_and_resumes(project, monkeypatch, prefect_server):
+    root, request = project
+    monkeypatch.chdir(root)
+    expected = train_module.launch(dataclasses.replace(request, out="models/reference"))
+
+    real_loader, calls = train_module.create_train_loader, []
+
+    def flaky_loader(shards, tokenizer, cfg, epoch, rank=0, world_size=1):
+        calls.append(epoch)
+        loader = real_loader(shards, tokenizer, cfg, epoch, rank, world_size)
+        if epoch == 1 and calls.count(1) == 1:
+            raise ConnectionError("transient: shard storage went away")
+        return loader
+
+    monkeypatch.setattr(train_module, "create_train_loader", flaky_loader)
+    summary = flows.training_flow(request)
+    assert summary == expected
+    # epoch 0 trained once (the other two calls are length probes): the retry resumed at epoch 1
+    assert calls.count(0) == 3 and calls.count(1) == 2
+    run = json.loads((root / request.out / "run.json").read_text())
+    state_run = json.loads((root / request.out / "state" / "mlflow_run.json").read_text())
+    assert run["run_id"] == state_run["run_id"]
+
+
+def test_user_errors_are_not_retried(project, monkeypatch, prefect_server):
+    root, request = project
+    monkeypatch.chdir(root)
+    attempts = []
+
+    def broken(req):
+        attempts.append(req)
+        raise PipelineError("shards index missing: run the shards stage")
+
+    monkeypatch.setattr(flows, "launch", broken)
+    with pytest.raises(PipelineError, match="shards stage"):
+        flows.training_flow(request)
+    assert len(attempts) == 1
+
+
+def test_unreachable_tracking_server_fails_before_training(project, monkeypatch):
+    root, request = project
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setattr(flows, "launch", lambda req: pytest.fail("training started"))
+    with pytest.raises(TrackingError, match="unreachable"):
+        flows.training_flow.fn(request)
