@@ -1,9 +1,10 @@
 """Shard-stage throughput on full-size (~2500x3000) synthetic JPEGs vs a naive one-process baseline.
 
-Naive: full decode + Lanczos resize + JPEG encode with Pillow, one process. Ours: `create_shards` (draft
+The images come from the synthetic generator at image_scale 1.0. Naive: full decode + Lanczos resize +
+JPEG encode with Pillow, one process. Ours: `create_shards` (draft
 decode, resize, encode, tar, validation pass) on all cores. Draft-decode-only throughput is the limit.
 
-    .venv/bin/python bench/bench_shards.py [--studies 24] [--image-size 256]
+    .venv/bin/python bench/bench_shards.py [--patients 12] [--image-size 256]
 """
 
 from __future__ import annotations
@@ -16,62 +17,26 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline import cli
 from pipeline.imaging import RESAMPLING, encode_jpeg, shorter_side_size
-from pipeline.mimic import schema
 from pipeline.shards import ShardsConfig, create_shards
-
-VIEWS = [("PA", "LATERAL"), ("AP",), ("PA", "LATERAL")]
-
-
-def fullsize_xray(rng: np.random.Generator) -> Image.Image:
-    """A chest-X-ray-like 8-bit image (~2500x3000, smooth anatomy + grain) so JPEG sizes are realistic."""
-    w, h = int(rng.integers(2400, 2600)), int(rng.integers(2900, 3100))
-    small = rng.normal(0, 1, size=(h // 16, w // 16)).cumsum(0).cumsum(1)
-    small = (small - small.min()) / (np.ptp(small) + 1e-9)
-    base = np.asarray(
-        Image.fromarray((small * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
-    )
-    grain = rng.normal(0, 2.5, size=(h, w))
-    return Image.fromarray(np.clip(base + grain, 0, 255).astype(np.uint8), mode="L")
+from pipeline.synthetic.generate import SynthesizeParams, synthesize
 
 
-def make_fullsize_fixture(
-    root: Path, n_studies: int, split: str = "train", seed: int = 0
-) -> tuple[Path, Path]:
-    """MIMIC-shaped tree of full-size JPEGs plus a study CSV; returns (mimic_root, studies_dir)."""
-    rng = np.random.default_rng(seed)
-    mimic, studies = root / "mimic", root / "studies"
-    studies.mkdir(parents=True, exist_ok=True)
-    records = []
-    for i in range(n_studies):
-        study_id, subject_id, views = 50000000 + i, 10000000 + i, VIEWS[i % len(VIEWS)]
-        paths = []
-        for j in range(len(views)):
-            rel = schema.image_relpath(subject_id, study_id, f"{study_id:08x}-{j:04d}")
-            (mimic / rel).parent.mkdir(parents=True, exist_ok=True)
-            fullsize_xray(rng).save(mimic / rel, format="JPEG", quality=95)
-            paths.append(rel)
-        records.append(
-            {
-                "study_id": study_id,
-                "image_paths": ";".join(paths),
-                "view_names": ";".join(views),
-                "findings": "No focal consolidation. No pleural effusion or pneumothorax.",
-                "impression": "No acute cardiopulmonary process.",
-                "subject_id": subject_id,
-                "split": split,
-                "study_date": 21500101,
-                "n_images": len(paths),
-                **dict.fromkeys(schema.LABEL_COLUMNS, ""),
-            }
-        )
-    pd.DataFrame(records).to_csv(studies / f"{split}.csv", index=False)
+def make_fullsize_fixture(root: Path, n_patients: int) -> tuple[Path, Path]:
+    """Full-size (image_scale 1.0, ~3000x2500) synthetic release and its study CSVs: (mimic_root, studies)."""
+    synthesize(SynthesizeParams(n_patients=n_patients, image_scale=1.0), root / "synthetic")
+    mimic = root / "synthetic/mimic-cxr-jpg/2.1.0"
+    studies = root / "studies"
+    reports = root / "synthetic/mimic-cxr-reports"
+    args = ["studies", "--mimic-root", str(mimic), "--reports-root", str(reports), "--out", str(studies)]
+    if cli.main(args) != 0:
+        raise SystemExit("could not build the study CSVs")
     return mimic, studies
 
 
@@ -97,18 +62,19 @@ def timed(fn) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--studies", type=int, default=24)
+    parser.add_argument("--patients", type=int, default=12, help="synthetic patients (~3.5 studies each)")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
-        mimic, studies = make_fullsize_fixture(Path(tmp), args.studies)
-        paths = sorted(mimic.rglob("*.jpg"))
+        mimic, studies = make_fullsize_fixture(Path(tmp), args.patients)
+        train = pd.read_csv(studies / "train.csv")
+        paths = [mimic / p for ps in train["image_paths"] for p in ps.split(";")]
         n = len(paths)
         mb = sum(p.stat().st_size for p in paths) / 1e6
         print(f"{n} full-size JPEGs ({mb / n:.2f} MB each), {cores} cores, shorter side {args.image_size}")
-        base = {"image_size": args.image_size, "samples_per_shard": max(1, args.studies // (4 * cores))}
+        base = {"image_size": args.image_size, "samples_per_shard": max(1, len(train) // (4 * cores))}
         stage1 = ShardsConfig(**base, workers=1, splits=("train",))
         stage_all = ShardsConfig(**base, workers=0, splits=("train",))
         runs = {
