@@ -64,7 +64,7 @@ def build(schema: type[T], data: dict[str, Any] | None, where: str) -> T:
         tp = _unwrap_optional(hints[name])
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             value = build(tp, value, f"{where}.{name}")
-        elif tp is tuple or typing.get_origin(tp) is tuple:
+        elif value is not None and (tp is tuple or typing.get_origin(tp) is tuple):
             value = tuple(value)
         kwargs[name] = value
     try:

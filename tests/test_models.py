@@ -100,7 +100,10 @@ def test_param_groups_cover_every_parameter_once(models):
     assert sorted(ids) == sorted(id(p) for p in model.parameters())
     assert all(p.ndim >= 2 for p in decay["params"])
     names = {id(p): n for n, p in model.named_parameters()}
-    assert any("pos_embed" in names[id(p)] for p in no_decay["params"])
+    assert any("position_embeddings" in names[id(p)] for p in no_decay["params"])
+    assert any(
+        names[id(p)].startswith("image.backbone.") and "bn" in names[id(p)] for p in no_decay["params"]
+    )
 
 
 def test_seeded_creation_is_deterministic():
@@ -128,14 +131,41 @@ def test_save_load_round_trip(tmp_path, models):
         load_model(tmp_path / "missing")
 
 
+VIT = {"arch": "vit_tiny_patch16_224", "img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 32}
+VIT |= {"num_heads": 2, "channels": None, "stem_width": None, "pool": "token"}
+
+
 def test_pooling_options_build():
-    cfg = dataclasses.replace(
-        TINY,
-        image=dataclasses.replace(TINY.image, pool="avg"),
-        text=dataclasses.replace(TINY.text, pool="mean"),
-    )
-    out = run(create_model(cfg, head="deterministic", seed=0), make_batch())
+    vit = model_params({"tiny": {"image": VIT, "text": {"pool": "cls"}}}).tiny
+    model = create_model(vit, head="deterministic", seed=0)
+    assert model.image.backbone.pos_embed.shape[1] == 1 + (32 // 8) ** 2  # img_size reaches the ViT
+    images = torch.randn(B, 2, 1, 32, 32)
+    out = model(images, make_batch()["input_ids"], make_batch()["attention_mask"])
     assert out["txt_1"]["emb"].shape == (B, TINY.head.dim)
+
+
+def test_tiny_image_tower_is_a_size_agnostic_cnn(models):
+    tower = models["deterministic"].image.eval()
+    assert tower.backbone.__class__.__name__ == "ResNet"
+    assert [s.out_channels for s in tower.backbone.modules() if hasattr(s, "out_channels")][-1] == 256
+    with torch.no_grad():
+        for size in (H, 64, 128):
+            assert tower(torch.randn(3, 1, size, size)).shape == (3, tower.num_features)
+
+
+def test_per_method_logvar_init_overrides_the_head():
+    model = create_model(TINY, head="gaussian", logvar_init=-4.0, seed=0)
+    assert model.config.head.logvar_init == -4.0 and model.config.head.kind == "gaussian"
+    assert torch.equal(model.image_head.logvar.bias, torch.full((TINY.head.dim,), -4.0))
+    assert create_model(TINY, head="gaussian", seed=0).config.head.logvar_init == TINY.head.logvar_init
+
+
+def test_architecture_overrides_fail_clearly():
+    with pytest.raises(ValueError, match="unknown timm architecture 'resnet_nope'"):
+        create_model(dataclasses.replace(TINY, image=dataclasses.replace(TINY.image, arch="resnet_nope")))
+    bad = dataclasses.replace(TINY, image=dataclasses.replace(TINY.image, patch_size=8))
+    with pytest.raises(ValueError, match="resnet10t.*rejects an override.*patch_size"):
+        create_model(bad)
 
 
 def test_paper_profile_fails_fast_without_weights(tmp_path, monkeypatch):

@@ -299,7 +299,7 @@ def build_tiny_project(root, method: str = "medprobclip", epochs: int = 2):
         },
         "model": {
             "tiny": {
-                "image": {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 32, "pool": "avg"},
+                "image": {"img_size": 32, "pool": "avg"},
                 "text": {
                     "vocab_size": 256,
                     "hidden_size": 32,

@@ -66,8 +66,8 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
 @pytest.fixture(scope="module")
 def ddp_results(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("ddp") / "results.pt")
-    # fork: the children inherit the imported modules (spawn would re-import torch/timm/transformers)
-    mp.start_processes(worker, args=(2, free_port(), out), nprocs=2, join=True, start_method="fork")
+    # spawn, not fork: a fork after the session's Prefect harness started (threads, an event loop) dies
+    mp.start_processes(worker, args=(2, free_port(), out), nprocs=2, join=True, start_method="spawn")
     return torch.load(out, weights_only=True)
 
 

@@ -6,6 +6,7 @@ fails before building anything, with a message saying what to put where.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,20 +24,31 @@ class WeightsNotFoundError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class ImageEncoderConfig:
+    """A timm architecture plus overrides; None leaves the architecture's own value.
+
+    ``img_size`` is the loader's input size; it is passed to timm only for fixed-input-size architectures
+    (ViTs with position embeddings), since CNNs take any size and reject the argument. ``channels`` and
+    ``stem_width`` narrow a ResNet, ``patch_size`` … ``num_heads`` shrink a ViT.
+    """
+
     arch: str = "vit_tiny_patch16_224"
     pretrained: bool = False
     weights: str | None = None  # local file or folder with timm weights; None = the HF cache
     img_size: int = 64
-    patch_size: int | None = 8  # None / depth None / ...: the architecture's own value
+    patch_size: int | None = 8
     depth: int | None = 2
     embed_dim: int | None = 64
     num_heads: int | None = 2
-    pool: str = "token"  # token = CLS feature, avg = mean of patch tokens
+    channels: Sequence[int] | None = None  # Sequence, not tuple: params may set it to null
+    stem_width: int | None = None
+    pool: str = "token"  # token = CLS feature (ViT), avg = mean of patch tokens / global average pool
     drop_path_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.pool not in IMAGE_POOLS:
             raise ValueError(f"image pool must be one of {IMAGE_POOLS}, got {self.pool!r}")
+        if self.channels is not None:
+            object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,7 @@ class TextEncoderConfig:
     num_heads: int = 2
     intermediate_size: int = 128
     max_length: int = 128
-    pool: str = "cls"  # cls = first token, mean = masked mean of tokens
+    pool: str = "cls"  # cls = first token (~constant in a random tiny BERT), mean = masked token mean
 
     def __post_init__(self) -> None:
         if self.pool not in TEXT_POOLS:
@@ -123,25 +135,42 @@ class ImageEncoder(nn.Module):
         return self.backbone(images)
 
 
+ARCH_OVERRIDES = ("patch_size", "depth", "embed_dim", "num_heads", "channels", "stem_width")
+
+
+def has_fixed_input_size(arch: str) -> bool:
+    """Whether timm builds ``arch`` for one input size (position embeddings) rather than any size."""
+    import timm
+
+    if not timm.is_model(arch):
+        raise ValueError(f"image encoder: unknown timm architecture '{arch}'")
+    return bool(getattr(timm.models.get_pretrained_cfg(arch), "fixed_input_size", False))
+
+
 def create_image_encoder(cfg: ImageEncoderConfig, pretrained: bool | None = None) -> ImageEncoder:
     import timm
 
     pretrained = cfg.pretrained if pretrained is None else pretrained
-    overrides = {"patch_size": cfg.patch_size, "depth": cfg.depth, "embed_dim": cfg.embed_dim}
-    overrides["num_heads"] = cfg.num_heads
-    kwargs: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    kwargs: dict[str, Any] = {k: getattr(cfg, k) for k in ARCH_OVERRIDES if getattr(cfg, k) is not None}
+    if has_fixed_input_size(cfg.arch):
+        kwargs["img_size"] = cfg.img_size
     if pretrained:
         kwargs["pretrained_cfg_overlay"] = {"file": image_weights_file(cfg)}
-    backbone = timm.create_model(
-        cfg.arch,
-        pretrained=pretrained,
-        num_classes=0,
-        in_chans=1,
-        img_size=cfg.img_size,
-        global_pool=cfg.pool,
-        drop_path_rate=cfg.drop_path_rate,
-        **kwargs,
-    )
+    try:
+        backbone = timm.create_model(
+            cfg.arch,
+            pretrained=pretrained,
+            num_classes=0,
+            in_chans=1,
+            global_pool=cfg.pool,
+            drop_path_rate=cfg.drop_path_rate,
+            **kwargs,
+        )
+    except TypeError as err:
+        raise ValueError(
+            f"image encoder '{cfg.arch}' rejects an override ({err}); set the fields it does not take "
+            f"({', '.join(sorted(kwargs))} given) to null in model.<profile>.image"
+        ) from err
     return ImageEncoder(backbone)
 
 

@@ -38,11 +38,31 @@ class ModelConfig:
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
 
-    def with_head(self, kind: str) -> ModelConfig:
-        return dataclasses.replace(self, head=dataclasses.replace(self.head, kind=kind))
+    def with_head(self, kind: str, logvar_init: float | None = None) -> ModelConfig:
+        """This config with another head kind (and, for a method that needs it, its own log σ² init)."""
+        head = dataclasses.replace(self.head, kind=kind)
+        if logvar_init is not None:
+            head = dataclasses.replace(head, logvar_init=logvar_init)
+        return dataclasses.replace(self, head=head)
 
 
-TINY = ModelConfig()
+# A random tiny ViT does not generalise from ~1k studies and its CLS token (like a random BERT's) is nearly
+# input-independent, so the CPU profile uses a narrow ResNet-10-T (a convolutional prior, fast at 96 px)
+# and mean-pooled text.
+TINY = ModelConfig(
+    image=ImageEncoderConfig(
+        arch="resnet10t",
+        img_size=96,
+        patch_size=None,
+        depth=None,
+        embed_dim=None,
+        num_heads=None,
+        channels=(32, 64, 128, 256),
+        stem_width=16,
+        pool="avg",
+    ),
+    text=TextEncoderConfig(pool="mean"),
+)
 PAPER = ModelConfig(
     image=ImageEncoderConfig(
         arch="vit_base_patch16_224.augreg_in21k",
@@ -52,12 +72,15 @@ PAPER = ModelConfig(
         depth=None,
         embed_dim=None,
         num_heads=None,
+        channels=None,
+        stem_width=None,
         pool="token",
     ),
     text=TextEncoderConfig(
         name_or_path="microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext",
         tokenizer="microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext",
         max_length=256,
+        pool="cls",
     ),
     head=HeadConfig(dim=512),
 )
@@ -105,13 +128,18 @@ def load_model_params(path: str | Path = "params.yaml") -> ModelParams:
 
 
 def create_model(
-    cfg: ModelConfig, *, head: str | None = None, seed: int | None = None, pretrained: bool | None = None
+    cfg: ModelConfig,
+    *,
+    head: str | None = None,
+    logvar_init: float | None = None,
+    seed: int | None = None,
+    pretrained: bool | None = None,
 ) -> DualEncoder:
-    """Build the dual encoder of ``cfg`` (``head`` overrides its head kind; ``seed`` fixes the random init).
-
-    Missing pretrained weights raise `WeightsNotFoundError` before anything is built.
+    """Build the dual encoder of ``cfg`` (``head`` / ``logvar_init`` override its head; ``seed`` fixes the
+    random init). Missing pretrained weights raise `WeightsNotFoundError` before anything is built.
     """
-    cfg = cfg.with_head(head) if head else cfg
+    if head or logvar_init is not None:
+        cfg = cfg.with_head(head or cfg.head.kind, logvar_init)
     use_pretrained = cfg.image.pretrained if pretrained is None else pretrained
     if use_pretrained:
         image_weights_file(cfg.image)
