@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# One local Prefect server (127.0.0.1) serves every training/evaluation flow run of the repro.
 repro: $(STAMP)
-	$(BIN)/dvc repro
+	$(BIN)/python scripts/prefect_session.py $(BIN)/dvc repro
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

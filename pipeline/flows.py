@@ -24,7 +24,8 @@ from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.tracking import check_reachable, resolve_uri  # noqa: E402
+from pipeline.evaluate import EvaluateRequest, run_evaluation  # noqa: E402
+from pipeline.tracking import check_reachable, resolve_uri, run_info  # noqa: E402
 from pipeline.train import TrainRequest, launch, resolve_config  # noqa: E402
 
 
@@ -46,3 +47,15 @@ def training_flow(request: TrainRequest) -> dict[str, Any]:
     check_reachable(resolve_uri(train.tracking_uri))
     attempt = train_task.with_options(retries=train.retries, retry_delay_seconds=train.retry_delay_s)
     return attempt(request)
+
+
+@task(name="evaluate", cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=is_transient)
+def evaluate_task(request: EvaluateRequest) -> dict[str, Any]:
+    """Every metric of one trained method; outputs are written atomically, so a retry simply redoes it."""
+    return run_evaluation(request)
+
+
+@flow(name="evaluate-method", persist_result=False, validate_parameters=False)
+def evaluation_flow(request: EvaluateRequest, retries: int = 1) -> dict[str, Any]:
+    check_reachable(run_info(request.model)["tracking_uri"])
+    return evaluate_task.with_options(retries=retries, retry_delay_seconds=5)(request)

@@ -122,16 +122,19 @@ class MlflowTracker:
 
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
-    def finish(self, out: Path, history: list[dict[str, float]], log_checkpoint: bool) -> None:
+    def finish(
+        self, out: Path, history: list[dict[str, float]], files: list[Path], log_checkpoint: bool
+    ) -> None:
+        """Log the history plot, the summary `files` (metrics, history) and optionally the best checkpoint."""
         import mlflow
 
         if history:
             with atomic_path(out / "state" / "history.png", suffix=".png") as tmp:
                 plot_history(history, tmp)
-                mlflow.log_artifact(str(tmp), artifact_path="plots")
-        for name in ("metrics.json", "history.csv"):
-            if (out / name).is_file():
-                mlflow.log_artifact(str(out / name))
+            mlflow.log_artifact(str(out / "state" / "history.png"), artifact_path="plots")
+        for path in files:
+            if path.is_file():
+                mlflow.log_artifact(str(path))
         if log_checkpoint and (out / "best").is_dir():
             mlflow.log_artifacts(str(out / "best"), artifact_path="best")
 
@@ -207,6 +210,38 @@ def start_training_run(cfg: Any, request: Any, out: Path) -> Iterator[MlflowTrac
         else:
             mlflow.set_tag("resumed", "true")
         yield MlflowTracker(run_id)
+
+
+def numeric_metrics(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a nested metrics dict under dotted names (strings and nulls are left out)."""
+    flat: dict[str, float] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat |= numeric_metrics(value, f"{name}.")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def log_evaluation(
+    run: Mapping[str, str], metrics: Mapping[str, Any], params: Mapping[str, Any], artifacts: list[Path]
+) -> None:
+    """Add evaluation metrics (prefixed ``eval.``), settings and figures to the method's training run, so
+    MLflow shows training curves and evaluation results of one model in one place. Settings go in as tags:
+    run params are immutable, and a re-evaluation with other settings must be able to replace them."""
+    import mlflow
+
+    check_reachable(run["tracking_uri"])
+    mlflow.set_tracking_uri(run["tracking_uri"])
+    with mlflow.start_run(run_id=run["run_id"]):
+        mlflow.log_metrics(numeric_metrics(metrics, "eval."))
+        mlflow.set_tags({**flatten(params, "evaluate."), "evaluated": "true"})
+        for path in artifacts:
+            if path.is_dir():
+                mlflow.log_artifacts(str(path), artifact_path=f"evaluation/{path.name}")
+            elif path.is_file():
+                mlflow.log_artifact(str(path), artifact_path="evaluation")
 
 
 def run_info(out: str | Path) -> dict[str, str]:

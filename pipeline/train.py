@@ -52,19 +52,21 @@ class TrainRequest:
     shards: str = "data/shards"
     tokenizer: str = "models/tokenizer"
     out: str = "models/clip"
+    metrics: str | None = None  # None: <out>/metrics.json
+    history: str | None = None  # None: <out>/history.csv
+
+    @property
+    def metrics_path(self) -> Path:
+        return Path(self.metrics) if self.metrics else Path(self.out) / "metrics.json"
+
+    @property
+    def history_path(self) -> Path:
+        return Path(self.history) if self.history else Path(self.out) / "history.csv"
 
     def argv(self) -> list[str]:
-        return [
-            self.method,
-            "--params",
-            self.params,
-            "--shards",
-            self.shards,
-            "--tokenizer",
-            self.tokenizer,
-            "--out",
-            self.out,
-        ]
+        args = [self.method, "--params", self.params, "--shards", self.shards, "--tokenizer", self.tokenizer]
+        args += ["--out", self.out, "--metrics", str(self.metrics_path), "--history", str(self.history_path)]
+        return args
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ def build_trainer(request: TrainRequest, cfg: ResolvedConfig, tracker=None) -> T
             f"tokenizer has {len(tokenizer)} tokens but model.{cfg.train.profile}.text.vocab_size is "
             f"{cfg.model.text.vocab_size}; raise vocab_size or lower tokenizer.vocab_size"
         )
-    model = create_model(cfg.model, head=cfg.method_cfg.head, seed=cfg.train.seed)
+    logvar_init = getattr(cfg.method_cfg, "logvar_init", None)
+    model = create_model(cfg.model, head=cfg.method_cfg.head, logvar_init=logvar_init, seed=cfg.train.seed)
     loss = create_loss(cfg.method, cfg.method_cfg, embed_dim=cfg.model.head.dim)
     size, tokens = cfg.model.image.img_size, cfg.model.text.max_length
     train_cfg = create_loader_config(cfg.train, size, tokens, cfg.train.local_batch(info.world_size))
@@ -183,7 +186,7 @@ def summarize(progress: Progress) -> dict[str, Any]:
     }
 
 
-def write_outputs(trainer: Trainer, cfg: ResolvedConfig, out: Path) -> dict[str, Any]:
+def write_outputs(trainer: Trainer, cfg: ResolvedConfig, request: TrainRequest) -> dict[str, Any]:
     best = trainer.best_state()
     if best is None:
         raise PipelineError(f"{trainer.state_dir}: no best checkpoint after training")
@@ -195,9 +198,9 @@ def write_outputs(trainer: Trainer, cfg: ResolvedConfig, out: Path) -> dict[str,
         "val": summary["val"],
         "loss_config": dataclasses.asdict(cfg.method_cfg),
     }
-    export_best(out / "best", trainer.model.cpu(), trainer.loss.cpu(), cfg.method, info)
-    write_json(out / "metrics.json", summary)
-    write_csv(out / "history.csv", pd.DataFrame(trainer.progress.history))
+    export_best(Path(request.out) / "best", trainer.model.cpu(), trainer.loss.cpu(), cfg.method, info)
+    write_json(request.metrics_path, summary)
+    write_csv(request.history_path, pd.DataFrame(trainer.progress.history))
     return summary
 
 
@@ -216,8 +219,9 @@ def run_training(request: TrainRequest) -> dict[str, Any]:
         with tracking.start_training_run(cfg, request, out) as tracker:
             trainer = build_trainer(request, cfg, tracker)
             trainer.fit()
-            summary = write_outputs(trainer, cfg, out)
-            tracker.finish(out, trainer.progress.history, cfg.train.log_checkpoint)
+            summary = write_outputs(trainer, cfg, request)
+            files = [request.metrics_path, request.history_path]
+            tracker.finish(out, trainer.progress.history, files, cfg.train.log_checkpoint)
             return summary
     finally:
         ddp.barrier()
@@ -238,7 +242,7 @@ def launch(request: TrainRequest) -> dict[str, Any]:
     result = subprocess.run(cmd, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"training process exited with {result.returncode}: {' '.join(cmd)}")
-    return json.loads((Path(request.out) / "metrics.json").read_text(encoding="utf-8"))
+    return json.loads(request.metrics_path.read_text(encoding="utf-8"))
 
 
 def parse_request(argv: list[str] | None = None) -> TrainRequest:
@@ -247,9 +251,13 @@ def parse_request(argv: list[str] | None = None) -> TrainRequest:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--shards", default="data/shards")
     parser.add_argument("--tokenizer", default="models/tokenizer")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, help="folder for best/, run.json and the resume state/")
+    parser.add_argument("--metrics", help="best-epoch metrics JSON (default <out>/metrics.json)")
+    parser.add_argument("--history", help="per-epoch history CSV (default <out>/history.csv)")
     args = parser.parse_args(argv)
-    return TrainRequest(args.method, args.params, args.shards, args.tokenizer, args.out)
+    return TrainRequest(
+        args.method, args.params, args.shards, args.tokenizer, args.out, args.metrics, args.history
+    )
 
 
 if __name__ == "__main__":

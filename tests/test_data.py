@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from test_shards import make_study_fixture
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
@@ -25,7 +26,7 @@ from pipeline.data import (
 from pipeline.mimic import schema
 from pipeline.shards import ShardsConfig, create_shards, decode_study, iter_tar_samples, load_index
 from pipeline.textaug import augment_text, is_negation
-from pipeline.transforms import AugmentStrength, create_corruption, create_train_transform
+from pipeline.transforms import AugmentStrength, create_corruption, create_train_transform, seeded
 
 N_TRAIN, N_TEST = 11, 7
 NO_AUG = AugmentStrength(crop_scale_min=1.0, rotation_deg=0.0, brightness=0.0, contrast=0.0)
@@ -222,11 +223,33 @@ def test_corruptions_are_deterministic_and_graded(world):
 
 
 def test_no_horizontal_flip_by_default():
-    names = [type(t).__name__ for t in create_train_transform(32, AugmentStrength()).transforms]
-    assert "RandomHorizontalFlip" not in names
-    assert "RandomHorizontalFlip" in [
-        type(t).__name__ for t in create_train_transform(32, NO_AUG, True).transforms
-    ]
+    image = Image.fromarray(np.tile(np.arange(40, dtype=np.uint8) * 6, (40, 1)))  # left dark, right bright
+    plain = create_train_transform(32, NO_AUG)(image)
+    augment = create_train_transform(32, AugmentStrength())
+    maybe_flip = create_train_transform(32, NO_AUG, hflip=True)
+    flips = []
+    for seed in range(8):
+        with seeded(seed):
+            view, flip = augment(image), maybe_flip(image)
+        assert view[..., :4].mean() < view[..., -4:].mean()  # never mirrored
+        flips.append(flip)
+    assert any(torch.equal(f, plain.flip(-1)) for f in flips)
+    assert any(torch.equal(f, plain) for f in flips)
+
+
+def test_view_augmentation_is_a_function_of_the_seed():
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 40), dtype=np.uint8))
+    strong = create_train_transform(32, AugmentStrength(0.3, 20.0, 0.4, 0.4, blur_sigma=1.5))
+    with seeded(3):
+        first = strong(image)
+    with seeded(3):
+        again = strong(image)
+    with seeded(4):
+        other = strong(image)
+    assert first.shape == (1, 32, 32) and first.dtype == torch.float32
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert first.min() >= -1.0 and first.max() <= 1.0
+
     cfg = build(LoaderConfig, {"strong_aug": {"blur_sigma": 2.0}, "hflip": False}, "params.yaml:loader")
     assert cfg.strong_aug.blur_sigma == 2.0 and cfg.strong_aug.crop_scale_min == 0.8
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -18,7 +19,6 @@ from pipeline.training.checkpoint import CheckpointError, load_checkpoint, save_
 from pipeline.training.loop import BEST_FILE, Trainer
 from pipeline.training.optim import cosine_factor, create_optimizer, create_scheduler
 from pipeline.training.params import TrainParams, create_loader_config, train_params
-from pipeline.training.retrieval import retrieval_metrics, true_rank
 
 SIZE, TOKENS, VOCAB, CLASSES = 16, 8, 40, 6
 TINY = ModelConfig(
@@ -157,17 +157,27 @@ def test_optimizer_groups_cover_every_parameter_once_and_spare_loss_scalars():
     assert any(g["weight_decay"] == 0.1 for g in opt.param_groups)
 
 
-def test_retrieval_metrics_by_hand():
-    sim = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.5, 0.1], [0.0, 0.3, 0.2]])
-    assert true_rank(sim).tolist() == [0, 1, 1]
-    assert true_rank(sim.T).tolist() == [0, 0, 0]
-    m = retrieval_metrics(sim, ks=(1, 2))
-    assert m["i2t_r1"] == pytest.approx(100 / 3) and m["i2t_r2"] == 100.0
-    assert m["t2i_r1"] == 100.0 and m["rsum"] == pytest.approx(100 / 3 + 300)
-    assert m["random_r1"] == pytest.approx(100 / 3) and m["n"] == 3
-    assert retrieval_metrics(torch.ones(4, 4))["i2t_r1"] == 0.0  # ties count against the query
-    with pytest.raises(ValueError, match="square"):
-        retrieval_metrics(torch.ones(2, 3))
+def test_validation_scores_with_the_method_similarity_and_ties_count_against_the_query():
+    from pipeline.losses import create_loss
+    from pipeline.training.retrieval import validate
+
+    class Towers(torch.nn.Module):
+        def encode_image(self, images):
+            return {"emb": images.flatten(1), "feat": images.flatten(1)}
+
+        def encode_text(self, input_ids, attention_mask):
+            return {"emb": input_ids.float(), "feat": input_ids.float()}
+
+    images = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]).view(3, 1, 1, 2)
+    texts = torch.tensor([[1, 0], [1, 1], [0, 1]])  # image 2 ties texts 0/2's row: counts as a miss at R@1
+    batch = {"image": images, "input_ids": texts, "attention_mask": torch.ones_like(texts)}
+    batch |= {"labels": torch.zeros(3, 14), "study_id": torch.arange(3)}
+    m = validate(Towers(), create_loss("clip"), [batch], torch.device("cpu"), contextlib.nullcontext)
+    # cosine: image0 → [1, .71, 0], image1 → [0, .71, 1], image2 → [1, .71, 0]
+    assert m["i2t_r1"] == pytest.approx(100 / 3) and m["i2t_r5"] == 100.0
+    assert m["t2i_r1"] == 0.0 and m["t2i_r5"] == 100.0  # every text ties its image with another
+    assert m["random_r1"] == pytest.approx(100 / 3) and m["n_queries"] == 3
+    assert m["rsum"] == pytest.approx(sum(m[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10)))
 
 
 def test_checkpoint_round_trip_is_weights_only_and_restores_rng(tmp_path):
@@ -335,7 +345,7 @@ def test_run_training_writes_outputs_and_a_loadable_best_model(tiny_project, mon
     summary = run_training(request)
     out = root / request.out
     assert summary["epochs"] == 2 and 1 <= summary["best_epoch"] <= 2
-    assert set(summary["val"]) >= {"i2t_r1", "i2t_r10", "t2i_r10", "rsum", "random_r10", "n"}
+    assert set(summary["val"]) >= {"i2t_r1", "i2t_r10", "t2i_r10", "rsum", "random_r10", "n_queries"}
     history = (out / "history.csv").read_text().splitlines()
     assert len(history) == 3 and history[0].startswith("epoch,")
     model = load_model(out / "best" / "model")

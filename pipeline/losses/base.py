@@ -66,6 +66,12 @@ class ContrastiveLoss(nn.Module):
 
         return cosine_similarity(embedding(query), embedding(gallery))
 
+    def score_affine(self) -> tuple[float, float]:
+        """(scale, bias) turning a `similarity` score into the method's match logit (τ⁻¹ and 0 here):
+        what calibration and two-prompt zero-shot need to read scores the way training did."""
+        scale = getattr(self, "logit_scale", None)
+        return (float(scale().detach()) if scale is not None else 1.0), 0.0
+
     def logs(self) -> dict[str, float]:
         """Current values of the learnable scalars, for tracking."""
         return {}

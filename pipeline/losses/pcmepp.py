@@ -20,6 +20,9 @@ from pipeline.losses.probabilistic import ProbabilisticLoss, kl_to_standard_norm
 @dataclass(frozen=True)
 class PcmeppConfig:
     head: str = "gaussian"
+    # log σ² of the head at init. Σσ² enters the CSD once per dimension: at 0 (σ² = 1) a D = 64 head starts
+    # with d ≈ 2D, logits ≈ −5·2D, and the first steps only crush σ² to its floor; null = the model's.
+    logvar_init: float | None = -5.0
     a_init: float = 5.0
     b_init: float = 5.0
     pseudo_positive_weight: float = 0.1

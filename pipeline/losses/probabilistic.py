@@ -57,5 +57,9 @@ class ProbabilisticLoss(ContrastiveLoss):
         """sigmoid(−a·d + b): the calibrated probability that query and gallery item match."""
         return torch.sigmoid(self.logits(self.distance(query, gallery)))
 
+    def score_affine(self) -> tuple[float, float]:
+        """logit = −a·d + b = a·score + b, since the score is −d."""
+        return float(self.scale().detach()), float(self.b.detach())
+
     def logs(self) -> dict[str, float]:
         return {"a": float(self.scale().detach()), "b": float(self.b.detach())}

@@ -1,0 +1,88 @@
+"""A trained method as evaluation sees it: model, loss (its similarity and a, b, τ), tokenizer, loaders."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.data import LoaderConfig, create_eval_loader
+from pipeline.embedding import Embedded, embed_loader
+from pipeline.errors import PipelineError
+from pipeline.evaluation.params import QUERY_TEXTS, EvaluateParams
+from pipeline.losses import create_loss, loss_config
+from pipeline.models import load_model, load_tokenizer
+from pipeline.training.checkpoint import read_method_info
+
+
+@dataclass
+class TrainedMethod:
+    method: str
+    model: nn.Module
+    loss: nn.Module
+    tokenizer: Any
+    info: dict[str, Any]
+
+    @property
+    def probabilistic(self) -> bool:
+        return bool(self.loss.probabilistic)
+
+    def similarity(self, query: dict[str, torch.Tensor], gallery: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            return self.loss.similarity(query, gallery)
+
+    def loader_config(self, params: EvaluateParams) -> LoaderConfig:
+        cfg = self.model.config
+        return LoaderConfig(
+            image_size=cfg.image.img_size,
+            max_tokens=cfg.text.max_length,
+            batch_size=params.batch_size,
+            workers=params.workers,
+            shuffle_buffer=0,
+            eval_text=QUERY_TEXTS[params.query_text],
+            mean=float(self.info.get("image_mean", 0.5)),
+            std=float(self.info.get("image_std", 0.5)),
+        )
+
+    def embed_split(
+        self, shard_dir: Path, params: EvaluateParams, corruption=None, texts: bool = True, feat: bool = False
+    ) -> Embedded:
+        loader = create_eval_loader(shard_dir, self.tokenizer, self.loader_config(params), corruption)
+        return embed_loader(self.model, loader, texts=texts, keep_feat=feat)
+
+    @torch.no_grad()
+    def embed_texts(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        tokens = self.tokenizer(
+            texts,
+            padding="longest",
+            truncation=True,
+            max_length=self.model.config.text.max_length,
+            return_tensors="pt",
+        )
+        self.model.eval()
+        out = self.model.encode_text(tokens["input_ids"].long(), tokens["attention_mask"].long())
+        return {k: v.float() for k, v in out.items() if k != "feat"}
+
+
+def load_trained(best: str | Path, tokenizer: str | Path | None = None) -> TrainedMethod:
+    """Rebuild the exported best checkpoint (`best/` of a train stage) from local files only."""
+    from safetensors.torch import load_file
+
+    best = Path(best)
+    if not (best / "method.json").is_file():
+        raise PipelineError(f"{best}: no trained model (method.json missing); run the train stage first")
+    info = read_method_info(best)
+    model = load_model(best / "model")
+    text = model.config.text
+    if tokenizer is not None and text.name_or_path is None:
+        text = dataclasses.replace(text, tokenizer=str(tokenizer))
+    method = info["method"]
+    loss = create_loss(method, loss_config(method, info["loss_config"]), embed_dim=model.config.head.dim)
+    if loss.probabilistic != (model.config.head.kind == "gaussian"):
+        raise PipelineError(f"{best}: the {model.config.head.kind} head does not fit method '{method}'")
+    loss.load_state_dict(load_file(str(best / "loss.safetensors")))
+    return TrainedMethod(method, model.eval(), loss.eval(), load_tokenizer(text), info)

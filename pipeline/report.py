@@ -1,0 +1,238 @@
+"""The paper-style report: every method's evaluation side by side in `reports/summary.md`.
+
+Pure formatting of the evaluation JSONs (and the training summaries); numbers are never recomputed here,
+so the report always says what `dvc metrics show` says.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.metrics.zeroshot import ZERO_SHOT_CLASSES
+from pipeline.mimic.schema import LABEL_COLUMNS
+
+# MedProbCLIP paper, Table 1 (real MIMIC-CXR test split, ~1,779 studies, paper-size models).
+PAPER_RETRIEVAL = {
+    "CLIP": ((14.28, 33.73, 44.29, 80.94), (14.22, 34.23, 43.73, 80.89), 346.32),
+    "PCME++": ((12.48, 31.53, 40.58, 77.68), (11.80, 32.32, 42.55, 78.58), 327.54),
+    "CXR-CLIP": ((17.14, 41.65, 55.03, 89.94), (16.86, 41.26, 54.47, 90.39), 406.75),
+    "MedProbCLIP": ((21.02, 46.88, 58.91, 92.41), (19.96, 47.44, 59.42, 92.58), 438.62),
+}
+PAPER_ZERO_SHOT = {"CLIP": 0.6519, "PCME++": 0.5456, "CXR-CLIP": 0.6619, "MedProbCLIP": 0.7101}
+FIGURES = (
+    ("risk_coverage", "risk–coverage"),
+    ("reliability", "reliability"),
+    ("robustness", "robustness"),
+    ("probe_roc", "probe ROC"),
+    ("tsne", "t-SNE"),
+)
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def get(tree: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def metric_table(
+    evaluations: Mapping[str, Mapping[str, Any]],
+    columns: Sequence[tuple[str, str]],
+    digits: int = 2,
+    extra_rows: Sequence[Sequence[Any]] = (),
+) -> str:
+    """One row per method; `columns` = (header, dotted key in the evaluation JSON)."""
+    rows = [[m] + [fmt(get(ev, key), digits) for _, key in columns] for m, ev in evaluations.items()]
+    return table(["method"] + [h for h, _ in columns], [*rows, *extra_rows])
+
+
+def retrieval_section(evaluations: Mapping[str, Mapping[str, Any]], ks: Sequence[int]) -> str:
+    columns = [(f"i2t R@{k}", f"retrieval.i2t_r{k}") for k in ks]
+    columns += [(f"t2i R@{k}", f"retrieval.t2i_r{k}") for k in ks]
+    columns += [("RSUM (8)", "retrieval.rsum"), ("RSUM (6)", "retrieval.rsum6")]
+    first = next(iter(evaluations.values()))
+    random_row = ["*random*"] + [fmt(get(first, f"retrieval.random_r{k}")) for k in ks] * 2
+    random_row += [fmt(get(first, "retrieval.random_rsum")), fmt(get(first, "retrieval.random_rsum6"))]
+    paper = [
+        [f"*paper: {name}*", *map(fmt, i2t), *map(fmt, t2i), fmt(rsum), "–"]
+        for name, (i2t, t2i, rsum) in PAPER_RETRIEVAL.items()
+    ]
+    ours = metric_table(evaluations, columns, extra_rows=[random_row])
+    reference = table(["method"] + [h for h, _ in columns], paper) if tuple(ks) == (1, 5, 10, 100) else ""
+    text = "## Retrieval (R@K, %)\n\n" + ours + "\n"
+    if reference:
+        text += "\nReference, real MIMIC-CXR test split (MedProbCLIP paper, Table 1; not comparable):\n\n"
+        text += reference + "\n"
+    return text
+
+
+def zero_shot_section(evaluations: Mapping[str, Mapping[str, Any]]) -> str:
+    text = "## Zero-shot classification\n\n"
+    text += "(a) MedProbCLIP protocol — accuracy of the arg-max prompt on the studies positive for each "
+    text += "class:\n\n"
+    columns = [(c, f"zero_shot.argmax.per_class.{c}.accuracy") for c in ZERO_SHOT_CLASSES]
+    text += metric_table(evaluations, [("mean", "zero_shot.argmax.mean_accuracy"), *columns], 3) + "\n\n"
+    text += "Paper, real data (mean accuracy): " + ", ".join(
+        f"{k} {v:.4f}" for k, v in PAPER_ZERO_SHOT.items()
+    )
+    text += "\n\n(b) CLIP-XRad protocol — positive vs negative prompt; AUROC, and accuracy at the validation "
+    text += "Youden threshold:\n\n"
+    columns = [
+        ("macro AUROC", "zero_shot.binary.macro_auroc"),
+        ("macro acc.", "zero_shot.binary.macro_accuracy"),
+    ]
+    columns += [(c, f"zero_shot.binary.per_label.{c}.auroc") for c in ZERO_SHOT_CLASSES]
+    return text + metric_table(evaluations, columns, 3) + "\n"
+
+
+def selective_section(evaluations: Mapping[str, Mapping[str, Any]], ks: Sequence[int]) -> str:
+    text = "## Selective retrieval (AURC / excess AURC; lower is better)\n\n"
+    for direction in ("i2t", "t2i"):
+        columns = [("confidence", "selective.confidence")]
+        for k in ks:
+            columns += [(f"AURC R@{k}", f"selective.{direction}_aurc_r{k}")]
+            columns += [(f"E-AURC R@{k}", f"selective.{direction}_eaurc_r{k}")]
+        text += f"{'Image→text' if direction == 'i2t' else 'Text→image'}:\n\n"
+        text += metric_table(evaluations, columns, 3) + "\n\n"
+    return text
+
+
+def calibration_section(evaluations: Mapping[str, Mapping[str, Any]], bins: int | None) -> str:
+    columns = []
+    for d in ("i2t", "t2i"):
+        columns += [
+            (f"{d} ECE", f"calibration.{d}_ece"),
+            (f"{d} mean conf.", f"calibration.{d}_mean_confidence"),
+        ]
+        columns += [(f"{d} top-1 acc.", f"calibration.{d}_top1_accuracy")]
+    title = f"## Calibration of top-1 retrieval confidence (ECE, {bins or 15} bins)\n\n"
+    return title + metric_table(evaluations, columns, 3) + "\n"
+
+
+def robustness_section(evaluations: Mapping[str, Mapping[str, Any]], ks: Sequence[int]) -> str:
+    keys = sorted({k for ev in evaluations.values() for k in (ev.get("robustness") or {})})
+    corruptions = sorted({k.rsplit("_ratio_", 1)[0] for k in keys if not k.startswith("mean_")})
+    k = 10 if 10 in ks else ks[0]
+    columns = [(f"mean R@{k}", f"robustness.mean_ratio_r{k}")]
+    columns += [(c.replace("_", " "), f"robustness.{c}_ratio_r{k}") for c in corruptions]
+    text = f"## Robustness (image→text R@{k} with corrupted query images, relative to clean; "
+    text += "mean over severities)\n\n"
+    return text + metric_table(evaluations, columns, 3) + "\n"
+
+
+def precision_section(evaluations: Mapping[str, Mapping[str, Any]], ks: Sequence[int]) -> str:
+    columns = [(f"{d} P@{k}", f"precision.{d}_p_at_{k}") for d in ("i2t", "t2i") for k in ks]
+    first = next(iter(evaluations.values()))
+    random_row = ["*random*"] + [
+        fmt(get(first, f"precision.{d}_random_p_at_{k}")) for d in ("i2t", "t2i") for k in ks
+    ]
+    text = "## Class-based Precision@K (%; relevant = shares a positive label with the query)\n\n"
+    return text + metric_table(evaluations, columns, extra_rows=[random_row]) + "\n"
+
+
+def probe_section(evaluations: Mapping[str, Mapping[str, Any]]) -> str:
+    columns = [("macro AUROC", "probe.macro_auroc"), ("macro acc.", "probe.macro_accuracy")]
+    columns += [(c, f"probe.per_label.{c}.auroc") for c in LABEL_COLUMNS]
+    text = "## Linear probe on frozen image features (AUROC; accuracy at validation Youden thresholds)\n\n"
+    return text + metric_table(evaluations, columns, 3) + "\n"
+
+
+def training_section(training: Mapping[str, Mapping[str, Any]]) -> str:
+    if not training:
+        return ""
+    columns = [("best epoch", "best_epoch"), ("epochs", "epochs"), ("val RSUM", "val.rsum")]
+    columns += [
+        ("val i2t R@10", "val.i2t_r10"),
+        ("val t2i R@10", "val.t2i_r10"),
+        ("final train loss", "final_train_loss"),
+    ]
+    return "## Training (validation split)\n\n" + metric_table(training, columns, 3) + "\n"
+
+
+def figures_section(methods: Sequence[str], figures_dir: Path, relative_to: Path) -> str:
+    rows = []
+    for method in methods:
+        cells = []
+        for name, title in FIGURES:
+            path = figures_dir / method / f"{name}.png"
+            if path.is_file():
+                cells.append(f"[{title}]({Path(_relpath(path, relative_to)).as_posix()})")
+        rows.append([method, " · ".join(cells) or "–"])
+    return "## Figures\n\n" + table(["method", "figures"], rows) + "\n"
+
+
+def _relpath(path: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(path.resolve(), start.resolve())
+
+
+def render(
+    evaluations: Mapping[str, Mapping[str, Any]],
+    training: Mapping[str, Mapping[str, Any]],
+    synthetic: bool,
+    figures_dir: Path,
+    out_dir: Path,
+) -> str:
+    if not evaluations:
+        raise ValueError("no evaluations to report")
+    first = next(iter(evaluations.values()))
+    ks = sorted(int(k.removeprefix("i2t_r")) for k in first.get("retrieval", {}) if k.startswith("i2t_r"))
+    precision_ks = sorted(
+        int(k.rsplit("_", 1)[1])
+        for k in first.get("precision", {})
+        if k.startswith("i2t_p_at_") and k[-1].isdigit()
+    )
+    es = first.get("evaluation_set", {})
+    source = (
+        "**All numbers below come from the synthetic MIMIC-CXR-shaped dataset this pipeline generates, "
+        "with tiny models. They show that the pipeline works; they say nothing about chest X-ray "
+        "retrieval.** Point `data.mimic_root` / `data.reports_root` at the real release and select the "
+        "`paper` profile for real numbers."
+        if synthetic
+        else "Data: the MIMIC-CXR-JPG release at the configured `data.mimic_root`."
+    )
+    evaluation_set = (
+        f"Evaluation set: the `{es.get('split')}` split, {es.get('n_studies')} studies "
+        f"({es.get('n_excluded')} excluded: no frontal image or no text); one query per study — image: "
+        f"{es.get('query_image')}; text: {es.get('query_text')} "
+        "(findings, falling back to impression, unless `evaluate.query_text: longest`)."
+    )
+    parts: list[str] = [
+        "# Retrieval report: " + ", ".join(evaluations),
+        source,
+        evaluation_set,
+        training_section(training),
+        retrieval_section(evaluations, ks),
+        zero_shot_section(evaluations),
+        selective_section(evaluations, ks),
+        calibration_section(evaluations, None),
+        robustness_section(evaluations, ks),
+        precision_section(evaluations, precision_ks),
+        probe_section(evaluations),
+        figures_section(list(evaluations), figures_dir, out_dir),
+    ]
+    return "\n\n".join(p.strip() for p in parts if p) + "\n"
+
+
+def load_all(folder: Path, methods: Sequence[str], reader: Callable[[Path], Any]) -> dict[str, Any]:
+    return {m: reader(folder / f"{m}.json") for m in methods if (folder / f"{m}.json").is_file()}
