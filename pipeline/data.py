@@ -53,6 +53,7 @@ class LoaderConfig:
         default_factory=lambda: AugmentStrength(0.5, 20.0, 0.4, 0.4, blur_sigma=1.5)
     )
     hflip: bool = False
+    views: int = 2  # training views made per study (1 for single-view methods: half the augmentation work)
     word_dropout: float = 0.1
     mean: float = 0.5
     std: float = 0.5
@@ -60,6 +61,8 @@ class LoaderConfig:
     def __post_init__(self) -> None:
         if self.eval_text not in EVAL_TEXT_POLICIES:
             raise ValueError(f"eval_text must be one of {EVAL_TEXT_POLICIES}, got {self.eval_text!r}")
+        if self.views not in (1, 2):
+            raise ValueError(f"views must be 1 or 2, got {self.views}")
         if self.batch_size < 1 or self.image_size < 8 or self.workers < 0 or self.shuffle_buffer < 0:
             raise ValueError("batch_size >= 1, image_size >= 8, workers >= 0, shuffle_buffer >= 0 required")
 
@@ -163,9 +166,13 @@ class TrainTransform:
         with seeded(seed):
             if len(sample.images) >= 2:
                 first, second = sorted(rng.sample(range(len(sample.images)), 2))
-                views = [self.view(sample.images[first]), self.view(sample.images[second])]
+                views = [self.view(sample.images[first])]
+                if self.cfg.views > 1:
+                    views.append(self.view(sample.images[second]))
             else:
-                views = [self.view(sample.images[0]), self.strong(sample.images[0])]
+                views = [self.view(sample.images[0])]
+                if self.cfg.views > 1:
+                    views.append(self.strong(sample.images[0]))
         return {
             "images": torch.stack(views),
             "texts": section_texts(sample, rng, self.cfg.word_dropout),

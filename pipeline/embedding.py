@@ -21,6 +21,7 @@ class Embedded:
     text: dict[str, Tensor]  # empty when texts were not embedded
     labels: Tensor  # [N, 14] float: 1, 0, -1, NaN
     study_id: Tensor  # [N] long
+    images: Tensor | None = None  # [N, 1, H, W] the normalised model inputs, when kept
 
     def __len__(self) -> int:
         return int(self.study_id.shape[0])
@@ -41,11 +42,13 @@ def embed_loader(
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     texts: bool = True,
     keep_feat: bool = False,
+    keep_images: bool = False,
 ) -> Embedded:
-    """Run the towers over every batch (`texts=False` skips the text tower, e.g. for corrupted images)."""
+    """Run the towers over every batch (`texts=False` skips the text tower; `keep_images` returns the
+    inputs too, so perturbed copies can be embedded without decoding the split again)."""
     was_training = model.training
     model.eval()
-    images, text_parts, labels, ids = [], [], [], []
+    images, text_parts, labels, ids, inputs = [], [], [], [], []
     try:
         for batch in loader:
             with autocast():
@@ -55,8 +58,13 @@ def embed_loader(
                     text_parts.append(model.encode_text(ids_, mask))
             labels.append(batch["labels"])
             ids.append(batch["study_id"])
+            if keep_images:
+                inputs.append(batch["image"])
     finally:
         model.train(was_training)
     if not images:
         raise ValueError("the evaluation loader yielded no studies (empty split or all excluded)")
-    return Embedded(_cat(images, keep_feat), _cat(text_parts, keep_feat), torch.cat(labels), torch.cat(ids))
+    kept = torch.cat(inputs) if keep_images else None
+    return Embedded(
+        _cat(images, keep_feat), _cat(text_parts, keep_feat), torch.cat(labels), torch.cat(ids), kept
+    )

@@ -155,7 +155,8 @@ def build_trainer(request: TrainRequest, cfg: ResolvedConfig, tracker=None) -> T
     model = create_model(cfg.model, head=cfg.method_cfg.head, logvar_init=logvar_init, seed=cfg.train.seed)
     loss = create_loss(cfg.method, cfg.method_cfg, embed_dim=cfg.model.head.dim)
     size, tokens = cfg.model.image.img_size, cfg.model.text.max_length
-    train_cfg = create_loader_config(cfg.train, size, tokens, cfg.train.local_batch(info.world_size))
+    batch = cfg.train.local_batch(info.world_size)
+    train_cfg = create_loader_config(cfg.train, size, tokens, batch, views=loss.views)
     eval_cfg = create_loader_config(cfg.train, size, tokens, cfg.train.eval_batch_size, shuffle_buffer=0)
     return Trainer(
         model,

@@ -275,3 +275,14 @@ def test_csv_dataset_matches_shards(world):
     assert {k: v.shape[2:] for k, v in batch.items() if v.ndim > 2} == {
         k: v.shape[2:] for k, v in reference.items() if v.ndim > 2
     }
+
+
+def test_batched_corruption_matches_one_image_at_a_time():
+    from pipeline.transforms import CORRUPTIONS, create_batch_corruption
+
+    images, seeds = torch.rand(3, 1, 40, 40), torch.tensor([5, 6, 7])
+    for name in CORRUPTIONS:
+        batched = create_batch_corruption(name, 4)(images, seeds)
+        single = torch.stack([create_corruption(name, 4)(images[i], int(seeds[i])) for i in range(3)])
+        torch.testing.assert_close(batched, single, rtol=0, atol=1e-6)
+        assert not torch.equal(batched[0], create_batch_corruption(name, 4)(images[1:2], seeds[:1])[0])

@@ -52,7 +52,10 @@ def project(tmp_path_factory) -> Path:
         shutil.copytree(ROOT / name, where / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", where / "dvc.yaml")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["synthesize"] |= {"n_patients": 40, "split_fractions": {"train": 0.5, "validate": 0.25, "test": 0.25}}
+    params["synthesize"] |= {
+        "n_patients": 40,
+        "split_fractions": {"train": 0.5, "validate": 0.25, "test": 0.25},
+    }
     params["train"] |= {"epochs": 1, "batch_size": 8, "warmup_steps": 1, "progress": False}
     params["evaluate"] |= {
         "ks": [1, 5, 10],

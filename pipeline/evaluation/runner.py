@@ -45,7 +45,7 @@ from pipeline.metrics.zeroshot import (
 )
 from pipeline.mimic.schema import LABEL_COLUMNS
 from pipeline.shards import load_index
-from pipeline.transforms import create_corruption
+from pipeline.transforms import create_batch_corruption
 
 DIRECTIONS = ("i2t", "t2i")
 ROBUSTNESS_FIGURE_K = 10
@@ -68,7 +68,7 @@ class Evaluation:
 def evaluate(trained: TrainedMethod, shards: Path, params: EvaluateParams) -> Evaluation:
     result = Evaluation(metrics={"method": trained.method})
     with result.timed("embed_test"):
-        test = trained.embed_split(shards / params.split, params, feat=True)
+        test = trained.embed_split(shards / params.split, params, feat=True, images=True)
     n_split = int(load_index(shards / params.split)["n_samples"])
     result.metrics["evaluation_set"] = {
         "split": params.split,
@@ -86,7 +86,7 @@ def evaluate(trained: TrainedMethod, shards: Path, params: EvaluateParams) -> Ev
         threshold = trained.embed_split(shards / params.threshold_split, params, texts=False, feat=True)
         evaluate_zero_shot(result, trained, test, threshold, params)
     with result.timed("robustness"):
-        evaluate_robustness(result, trained, shards, test, i2t, params)
+        evaluate_robustness(result, trained, test, i2t, params)
     with result.timed("probe"):
         probe_train = trained.embed_split(shards / params.probe_split, params, texts=False, feat=True)
         evaluate_probe(result, probe_train, threshold, test, params)
@@ -216,28 +216,16 @@ def evaluate_zero_shot(
 
 
 def evaluate_robustness(
-    result: Evaluation,
-    trained: TrainedMethod,
-    shards: Path,
-    test: Embedded,
-    i2t: Ranking,
-    params: EvaluateParams,
+    result: Evaluation, trained: TrainedMethod, test: Embedded, i2t: Ranking, params: EvaluateParams
 ) -> None:
-    """Corrupted query images against the clean report gallery: R@K (i2t) relative to clean."""
+    """Corrupted query images against the clean report gallery: R@K (i2t) relative to clean. Corrupts the
+    kept clean inputs in batches: the split is decoded once, not once per corruption and severity."""
     clean = recall_at_k(i2t.positive_rank, params.ks)
     texts, rows = head(test.text), []
     for name in params.robustness.corruptions:
         for severity in params.robustness.severities:
-            corrupted = trained.embed_split(
-                shards / params.split, params, create_corruption(name, severity), texts=False
-            )
-            if not torch.equal(corrupted.study_id, test.study_id):
-                raise RuntimeError(
-                    "corrupted and clean evaluation sets differ; the loader is not deterministic"
-                )
-            ranking = rank_queries(
-                trained.similarity, head(corrupted.image), texts, k=max(params.ks), chunk=params.chunk
-            )
+            images = trained.embed_corrupted(test, create_batch_corruption(name, severity), params)
+            ranking = rank_queries(trained.similarity, images, texts, k=max(params.ks), chunk=params.chunk)
             for k, value in recall_at_k(ranking.positive_rank, params.ks).items():
                 ratio = value / clean[k] if clean[k] > 0 else math.nan
                 rows.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,31 @@ class TrainedMethod:
         )
 
     def embed_split(
-        self, shard_dir: Path, params: EvaluateParams, corruption=None, texts: bool = True, feat: bool = False
+        self,
+        shard_dir: Path,
+        params: EvaluateParams,
+        texts: bool = True,
+        feat: bool = False,
+        images: bool = False,
     ) -> Embedded:
-        loader = create_eval_loader(shard_dir, self.tokenizer, self.loader_config(params), corruption)
-        return embed_loader(self.model, loader, texts=texts, keep_feat=feat)
+        loader = create_eval_loader(shard_dir, self.tokenizer, self.loader_config(params))
+        return embed_loader(self.model, loader, texts=texts, keep_feat=feat, keep_images=images)
+
+    @torch.no_grad()
+    def embed_corrupted(
+        self, clean: Embedded, corrupt: Callable, params: EvaluateParams
+    ) -> dict[str, torch.Tensor]:
+        """Image embeddings of `corrupt` applied to the kept clean inputs (undoing and redoing the
+        normalisation, exactly as the evaluation loader orders it: resize → corrupt → normalise)."""
+        if clean.images is None:
+            raise ValueError("embed the clean split with images=True first")
+        cfg = self.loader_config(params)
+        parts = []
+        for start in range(0, len(clean), params.batch_size):
+            rows = slice(start, start + params.batch_size)
+            images = corrupt(clean.images[rows] * cfg.std + cfg.mean, clean.study_id[rows])
+            parts.append(self.model.encode_image((images - cfg.mean) / cfg.std))
+        return {k: torch.cat([p[k] for p in parts]).float() for k in parts[0] if k != "feat"}
 
     @torch.no_grad()
     def embed_texts(self, texts: list[str]) -> dict[str, torch.Tensor]:

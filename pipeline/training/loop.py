@@ -213,7 +213,7 @@ class Trainer:
             loader,
             total=self.batches,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not (cfg.progress and self.dist.is_main),
+            disable=None if cfg.progress and self.dist.is_main else True,  # None: only on a terminal
             leave=False,
             dynamic_ncols=True,
         )

@@ -19,6 +19,7 @@ DERIVED_LOADER_KEYS = {
     "shuffle_buffer": "train.shuffle_buffer",
     "image_size": "model.<profile>.image.img_size",
     "max_tokens": "model.<profile>.text.max_length",
+    "views": "the method (its loss's number of views)",
 }
 
 
@@ -89,7 +90,12 @@ def train_params(section: dict[str, Any] | None, where: str = "params.yaml:train
 
 
 def create_loader_config(
-    params: TrainParams, image_size: int, max_tokens: int, batch_size: int, shuffle_buffer: int | None = None
+    params: TrainParams,
+    image_size: int,
+    max_tokens: int,
+    batch_size: int,
+    shuffle_buffer: int | None = None,
+    views: int = 2,
 ) -> LoaderConfig:
     base = build(LoaderConfig, params.loader, "train.loader")
     return dataclasses.replace(
@@ -100,4 +106,5 @@ def create_loader_config(
         workers=params.workers,
         seed=params.seed,
         shuffle_buffer=params.shuffle_buffer if shuffle_buffer is None else shuffle_buffer,
+        views=views,
     )
