@@ -147,7 +147,9 @@ def test_pooling_options_build():
 def test_tiny_image_tower_is_a_size_agnostic_cnn(models):
     tower = models["deterministic"].image.eval()
     assert tower.backbone.__class__.__name__ == "ResNet"
-    assert [s.out_channels for s in tower.backbone.modules() if hasattr(s, "out_channels")][-1] == 256
+    assert [s.out_channels for s in tower.backbone.modules() if hasattr(s, "out_channels")][
+        -1
+    ] == TINY.image.channels[-1]
     with torch.no_grad():
         for size in (H, 64, 128):
             assert tower(torch.randn(3, 1, size, size)).shape == (3, tower.num_features)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from pipeline.metrics.ranking import Ranking
-from pipeline.metrics.selective import as_correct
+from pipeline.metrics.selective import correct_and_confidence
 
 ECE_BINS = 15
 
@@ -39,13 +39,7 @@ def bin_statistics(confidence: Tensor, correct: Tensor, bins: int) -> tuple[Tens
     """
     if not isinstance(bins, int) or bins < 1:
         raise ValueError(f"bins must be a positive int, got {bins!r}")
-    correct, confidence = as_correct(correct), torch.as_tensor(confidence)
-    if correct.dim() != 1 or confidence.shape != correct.shape or correct.numel() == 0:
-        raise ValueError(
-            f"confidence and correct must be non-empty 1-D of equal length, got "
-            f"{tuple(confidence.shape)} and {tuple(correct.shape)}"
-        )
-    confidence = confidence.detach().double().cpu()
+    correct, confidence = correct_and_confidence(correct, confidence)
     if not ((confidence >= 0) & (confidence <= 1)).all():
         raise ValueError("confidence must lie in [0, 1] (and not be NaN)")
     index = (confidence * bins).floor().long().clamp(max=bins - 1)

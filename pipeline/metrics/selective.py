@@ -50,6 +50,17 @@ def as_correct(correct: Tensor) -> Tensor:
     return correct
 
 
+def correct_and_confidence(correct: Tensor, confidence: Tensor) -> tuple[Tensor, Tensor]:
+    """Validated (bool correctness, float64 CPU confidence), both non-empty 1-D of equal length."""
+    correct, confidence = as_correct(correct), torch.as_tensor(confidence)
+    if correct.dim() != 1 or confidence.shape != correct.shape or correct.numel() == 0:
+        raise ValueError(
+            f"correct and confidence must be non-empty 1-D of equal length, got "
+            f"{tuple(correct.shape)} and {tuple(confidence.shape)}"
+        )
+    return correct, confidence.detach().double().cpu()
+
+
 def risk_coverage(correct: Tensor, confidence: Tensor) -> tuple[Tensor, Tensor]:
     """Risk–coverage curve at the Q coverages i/Q, i = 1..Q (float64).
 
@@ -58,13 +69,7 @@ def risk_coverage(correct: Tensor, confidence: Tensor) -> tuple[Tensor, Tensor]:
     group + (i − s) · group error rate) / i, the expected risk over random tie-breaks. It is exact at group
     boundaries and does not depend on the input order.
     """
-    correct, confidence = as_correct(correct), torch.as_tensor(confidence)
-    if correct.dim() != 1 or confidence.shape != correct.shape or correct.numel() == 0:
-        raise ValueError(
-            f"correct and confidence must be non-empty 1-D of equal length, got "
-            f"{tuple(correct.shape)} and {tuple(confidence.shape)}"
-        )
-    confidence = confidence.detach().double().cpu()
+    correct, confidence = correct_and_confidence(correct, confidence)
     if confidence.isnan().any():
         raise ValueError("confidence contains NaN")
     order = confidence.argsort(descending=True, stable=True)
