@@ -50,7 +50,9 @@ def main(argv: list[str]) -> int:
     env.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     port = free_port()
-    command = ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-services"]
+    # This interpreter's Prefect, whether or not its bin/ is on PATH.
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--no-services"]
     log = Path(env["PREFECT_HOME"]) / "server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as sink:
