@@ -223,6 +223,11 @@ def is_included(item: dict | None) -> bool:
     return item is not None
 
 
+def tokenize(tokenizer: Callable, texts: list[str], max_tokens: int) -> dict:
+    """Token ids and attention mask, padded to the longest text and truncated at `max_tokens`."""
+    return tokenizer(texts, padding="longest", truncation=True, max_length=max_tokens, return_tensors="pt")
+
+
 class Collate:
     """Stack tensors and tokenise the batch's texts in one call (padding to the batch's longest)."""
 
@@ -230,9 +235,7 @@ class Collate:
         self.tokenizer, self.max_tokens = tokenizer, max_tokens
 
     def _tokenize(self, texts: list[str]) -> dict:
-        return self.tokenizer(
-            texts, padding="longest", truncation=True, max_length=self.max_tokens, return_tensors="pt"
-        )
+        return tokenize(self.tokenizer, texts, self.max_tokens)
 
     def __call__(self, items: list[dict]) -> dict:
         items = [it for it in items if it is not None]

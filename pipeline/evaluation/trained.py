@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.data import LoaderConfig, create_eval_loader
+from pipeline.data import LoaderConfig, create_eval_loader, tokenize
 from pipeline.embedding import Embedded, embed_loader
 from pipeline.errors import PipelineError
 from pipeline.evaluation.params import QUERY_TEXTS, EvaluateParams
@@ -78,13 +78,7 @@ class TrainedMethod:
 
     @torch.no_grad()
     def embed_texts(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        tokens = self.tokenizer(
-            texts,
-            padding="longest",
-            truncation=True,
-            max_length=self.model.config.text.max_length,
-            return_tensors="pt",
-        )
+        tokens = tokenize(self.tokenizer, texts, self.model.config.text.max_length)
         self.model.eval()
         out = self.model.encode_text(tokens["input_ids"].long(), tokens["attention_mask"].long())
         return {k: v.float() for k, v in out.items() if k != "feat"}
