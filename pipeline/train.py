@@ -33,6 +33,7 @@ from pipeline.training.loop import Progress, Trainer
 from pipeline.training.params import TrainParams, create_loader_config, train_params
 
 METHODS = ("clip", "cxrclip", "pcmepp", "medprobclip", "mcsl")
+PACKAGE_DIR = Path(__file__).resolve().parent
 # Settings that change how a run is watched, not what it computes: excluded from the resume fingerprint.
 UNTRACKED = (
     "progress",
@@ -122,10 +123,21 @@ def input_digest(shards: Path, tokenizer: Path) -> str:
     return digest.hexdigest()
 
 
+def code_digest(package: Path = PACKAGE_DIR) -> str:
+    """Hash of the library's source: a checkpoint left by other code (a changed loss, say) is not resumed."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def fingerprint(cfg: ResolvedConfig, inputs: str) -> str:
+    """What a resume checkpoint must match: the resolved config, the input data and the library code."""
     resolved = cfg.as_dict()
     resolved["train"] = {k: v for k, v in resolved["train"].items() if k not in UNTRACKED}
-    text = json.dumps({"config": resolved, "inputs": inputs}, sort_keys=True, default=str)
+    text = json.dumps(
+        {"config": resolved, "inputs": inputs, "code": code_digest()}, sort_keys=True, default=str
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 

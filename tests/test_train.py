@@ -379,3 +379,14 @@ def test_resolve_config_reads_the_method_block_and_model_profile(tmp_path):
         resolve_config("medprobclip", path)
     with pytest.raises(ConfigError, match="unknown method"):
         resolve_config("clipp", path)
+
+
+def test_code_digest_changes_with_the_library_source(tmp_path):
+    from pipeline.train import code_digest
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "loss.py").write_text("x = 1\n")
+    before = code_digest(tmp_path)
+    assert code_digest(tmp_path) == before
+    (tmp_path / "sub" / "loss.py").write_text("x = 2\n")
+    assert code_digest(tmp_path) != before
