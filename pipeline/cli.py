@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.errors import PipelineError
+from pipeline.errors import DISK_FULL, PipelineError, disk_full_message
 from pipeline.mimic import readers, schema
 from pipeline.mimic.labels import load_shipped_labels
 from pipeline.mimic.reports import section_reports
@@ -109,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        print(f"error: {disk_full_message(exc)}", file=sys.stderr)
         return 2
 
 

@@ -36,7 +36,7 @@ def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     return data
 
 
-def _suggest(key: str, options: typing.Iterable[str]) -> str:
+def suggest(key: str, options: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -57,7 +57,7 @@ def build(schema: type[T], data: dict[str, Any] | None, where: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(schema)}  # type: ignore[arg-type]
     for key in data:
         if key not in fields:
-            raise ConfigError(f"{where}: unknown key '{key}'{_suggest(str(key), fields)}")
+            raise ConfigError(f"{where}: unknown key '{key}'{suggest(str(key), fields)}")
     hints = typing.get_type_hints(schema)
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
@@ -77,5 +77,5 @@ def load_section(schema: type[T], section: str, path: str | Path = "params.yaml"
     """Read one top-level section of params.yaml as `schema`."""
     params = read_params(path)
     if section not in params:
-        raise ConfigError(f"{path}: section '{section}' is missing{_suggest(section, params)}")
+        raise ConfigError(f"{path}: section '{section}' is missing{suggest(section, params)}")
     return build(schema, params[section], f"{path}:{section}")

@@ -2,8 +2,8 @@
 
 Prefect gives the training run retries and visibility; DVC decides staleness, so result caching and
 persistence are off. Without ``PREFECT_API_URL`` Prefect starts a temporary local server for the run; with
-it, runs appear in that server's UI (``prefect server start`` → http://127.0.0.1:4200). All Prefect
-settings this project relies on are in `PREFECT_DEFAULTS`; the environment overrides each of them.
+it, runs appear in that server's UI (``prefect server start --host 127.0.0.1`` → http://127.0.0.1:4200).
+All Prefect settings this project relies on are in `PREFECT_DEFAULTS`; the environment overrides each.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ PREFECT_DEFAULTS = {
     "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_API_HOST": "127.0.0.1",  # the temporary server of a flow run: this machine only
 }
 for _key, _value in PREFECT_DEFAULTS.items():
     os.environ.setdefault(_key, _value)

@@ -7,6 +7,8 @@ DVC would accept: data is written to a temporary sibling and renamed into place 
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import json
 import os
 import shutil
@@ -17,17 +19,42 @@ from typing import IO, Any
 
 import pandas as pd
 
+from pipeline.errors import DISK_FULL
+
+
+@contextlib.contextmanager
+def _naming_full_disk(path: Path) -> Iterator[None]:
+    """A write that hits a full disk says which output it was writing (`write()` errors name no file)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in DISK_FULL and not exc.filename:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Drop the temporary siblings a killed earlier write of `path` left behind: they would otherwise pile
+    up next to the outputs, inside folders that later stages hash as dependencies."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        with _naming_full_disk(path):
+            yield tmp_path
         os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, path)
     finally:
@@ -48,9 +75,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory under a temporary name and swap it into place on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
+        with _naming_full_disk(path):
+            yield tmp
         os.chmod(tmp, 0o755)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -95,3 +124,16 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame, compression: str | N
 def write_parquet(path: str | os.PathLike, frame: pd.DataFrame) -> None:
     with atomic_path(path, suffix=".parquet") as tmp:
         frame.to_parquet(tmp, index=False, compression="zstd")
+
+
+def files_digest(paths: list[Path]) -> str:
+    """sha256 over the names and bytes of `paths`, in the given order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def folder_digest(folder: str | os.PathLike) -> str:
+    """sha256 of a folder's files (top level, sorted): what identifies a saved tokenizer."""
+    return files_digest(sorted(p for p in Path(folder).glob("*") if p.is_file()))

@@ -14,6 +14,8 @@ the first reason that applies, in this order (the closed set `REJECT_REASONS`):
 - ``no_usable_view``: the view policy excludes every image the study has.
 - ``no_report``: no report file for the study.
 - ``unreadable_report``: the report is binary or could not be read.
+- ``oversized_report``: the report file is over 1 MiB (a radiology report is a few kB: this is another
+  file, or many reports run together).
 - ``empty_report``: the report has no visible text.
 - ``insufficient_text``: the text policy's sections are missing.
 """
@@ -39,8 +41,16 @@ REJECT_REASONS = (
     "no_usable_view",
     "no_report",
     "unreadable_report",
+    "oversized_report",
     "empty_report",
     "insufficient_text",
+)
+# (reason, section statuses, detail); no statuses = the study has no report row at all.
+REPORT_REJECTS = (
+    ("no_report", (), "no s<study_id>.txt for the study in the reports tree"),
+    ("unreadable_report", ("binary", "unreadable"), "binary content or an unreadable file"),
+    ("oversized_report", ("truncated",), "report file over 1 MiB"),
+    ("empty_report", ("empty",), "no visible text"),
 )
 STUDY_COLUMNS = schema.STUDY_CSV_COLUMNS
 REJECT_COLUMNS = ["study_id", "subject_id", "split", "reason", "detail"]
@@ -117,6 +127,8 @@ def _map_unique(values: pd.Series, fn) -> pd.Series:
 def _join_runs(keys: pd.Series, values: pd.Series) -> pd.Series:
     """`;`-join `values` over runs of equal, sorted `keys` (a groupby-join without per-group overhead)."""
     k = keys.to_numpy()
+    if not len(k):
+        return pd.Series([], index=pd.Index(k, name=keys.name), dtype=object)
     starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
     ends = np.r_[starts[1:], len(k)]
     items = values.tolist()
@@ -183,6 +195,8 @@ def _check_images(
     rejects.add(not_split, "not_in_split", ["metadata rows but no split row"] * len(not_split))
 
     images = merged.loc[both].drop(columns=["study_id_split", "subject_id_split", "_merge"])
+    # One-sided rows made the outer join's id columns float; the matched rows get their integers back.
+    images = images.astype({"study_id": "int64", "subject_id": "int64", "StudyDate": "int64"})
     return images.reset_index(drop=True)
 
 
@@ -277,9 +291,9 @@ def assemble_studies(
     ids = study_ids[bad.to_numpy()]
     rejects.add(ids, "conflicting_ids", ["report filed under another subject"] * len(ids))
     status = text["status"].reindex(study_ids)
-    rejects.add(study_ids[status.isna().to_numpy()], "no_report", None)
-    rejects.add(study_ids[status.isin(["binary", "unreadable"]).to_numpy()], "unreadable_report", None)
-    rejects.add(study_ids[(status == "empty").to_numpy()], "empty_report", None)
+    for reason, statuses, detail in REPORT_REJECTS:
+        ids = study_ids[status.isin(statuses).to_numpy() if statuses else status.isna().to_numpy()]
+        rejects.add(ids, reason, [detail] * len(ids))
     f = text["findings"].reindex(study_ids).notna().to_numpy()
     i = text["impression"].reindex(study_ids).notna().to_numpy()
     ok = {"either": f | i, "findings": f, "impression": i, "both": f & i}[params.text.require]

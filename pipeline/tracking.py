@@ -1,7 +1,7 @@
 """MLflow tracking (the only module that imports mlflow): one run per method and training, with every
 resolved parameter, per-step and per-epoch metrics, the git commit, input hashes from ``dvc.lock``, the
 environment and the artifacts. Default store: ``sqlite:///mlflow.db`` in the project; browse it with
-``mlflow ui --backend-store-uri sqlite:///mlflow.db``.
+``mlflow ui --host 127.0.0.1 --backend-store-uri sqlite:///mlflow.db``.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                 raise OSError(f"HTTP {response.status}")
     except (OSError, urllib.error.URLError) as exc:
         raise TrackingError(
-            f"MLflow tracking server {uri} is unreachable ({exc}). Start it (`mlflow server ...`), fix "
-            f"train.tracking_uri / MLFLOW_TRACKING_URI, or unset both to use the local {DEFAULT_URI}"
+            f"MLflow tracking server {uri} is unreachable ({exc}). Start it (`mlflow server --host 127.0.0.1 "
+            f"...`), fix train.tracking_uri / MLFLOW_TRACKING_URI, or unset both to use {DEFAULT_URI}"
         ) from exc
 
 

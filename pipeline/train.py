@@ -21,10 +21,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from pipeline.config import ConfigError, read_params
+from pipeline.config import ConfigError, read_params, suggest
 from pipeline.data import create_eval_loader, create_train_loader
 from pipeline.errors import PipelineError, run_cli
-from pipeline.io import write_csv, write_json
+from pipeline.io import files_digest, folder_digest, write_csv, write_json
 from pipeline.losses import create_loss, loss_config
 from pipeline.models import ModelConfig, create_model, load_tokenizer, model_params
 from pipeline.training import distributed as ddp
@@ -75,15 +75,19 @@ class ResolvedConfig:
     """Everything a run depends on, resolved from params.yaml (what MLflow records as parameters)."""
 
     method: str
-    train: TrainParams
+    train: TrainParams  # the shared section with the method's own `train` overrides applied
     method_cfg: Any
     model: ModelConfig
+    train_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        method_block = dataclasses.asdict(self.method_cfg)
+        if self.train_overrides:
+            method_block["train"] = dict(self.train_overrides)
         return {
             "method": self.method,
             "train": dataclasses.asdict(self.train),
-            "losses": {self.method: dataclasses.asdict(self.method_cfg)},
+            "losses": {self.method: method_block},
             "model": dataclasses.asdict(self.model),
         }
 
@@ -94,7 +98,15 @@ def resolve_config(
     if method not in METHODS:
         raise ConfigError(f"unknown method '{method}'; choose one of {METHODS}")
     params = read_params(params_path)
-    train = train_params(params.get("train"), f"{params_path}:train")
+    for name in params.get("losses") or {}:
+        if name not in METHODS:
+            raise ConfigError(
+                f"{params_path}:losses: unknown method '{name}'{suggest(str(name), METHODS)}; "
+                f"the methods are {list(METHODS)}"
+            )
+    block, where = method_block(params, method)
+    block, overrides = split_train_overrides(block, f"{params_path}:{where}")
+    train = train_params({**(params.get("train") or {}), **overrides}, f"{params_path}:train")
     models = model_params(params.get("model"), f"{params_path}:model")
     profile = train.profile or models.profile
     if profile not in {f.name for f in dataclasses.fields(models)} - {"profile"}:
@@ -102,9 +114,8 @@ def resolve_config(
     model = getattr(models, profile)
     if tokenizer is not None and model.text.name_or_path is None:  # our own vocabulary (tiny profile)
         model = dataclasses.replace(model, text=dataclasses.replace(model.text, tokenizer=str(tokenizer)))
-    block, where = method_block(params, method)
     method_cfg = loss_config(method, block, f"{params_path}:{where}")
-    return ResolvedConfig(method, train, method_cfg, model)
+    return ResolvedConfig(method, train, method_cfg, model, overrides)
 
 
 def method_block(params: dict[str, Any], method: str) -> tuple[dict | None, str]:
@@ -114,13 +125,24 @@ def method_block(params: dict[str, Any], method: str) -> tuple[dict | None, str]
     return params.get(method), method
 
 
+def split_train_overrides(block: Any, where: str) -> tuple[Any, dict[str, Any]]:
+    """(loss settings, the method's ``train`` overrides): methods learn best at different learning rates
+    (the papers tune each), and keeping the override in the method's block keeps DVC's staleness exact."""
+    if not isinstance(block, dict) or "train" not in block:
+        return block, {}
+    block = dict(block)
+    overrides = block.pop("train") or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{where}.train: expected a mapping of train settings, got {overrides!r}")
+    train_params(overrides, f"{where}.train")  # unknown keys and bad values are named where they are
+    return block, overrides
+
+
 def input_digest(shards: Path, tokenizer: Path) -> str:
     """Hash of the shard indexes (which carry every shard's sha256) and the tokenizer files."""
-    digest = hashlib.sha256()
-    files = sorted(shards.glob("*/index.json")) + sorted(p for p in tokenizer.glob("*") if p.is_file())
-    for path in files:
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()
+    return files_digest(
+        sorted(shards.glob("*/index.json")) + sorted(p for p in tokenizer.glob("*") if p.is_file())
+    )
 
 
 def code_digest(package: Path = PACKAGE_DIR) -> str:
@@ -211,6 +233,8 @@ def write_outputs(trainer: Trainer, cfg: ResolvedConfig, request: TrainRequest) 
         "val": summary["val"],
         "loss_config": dataclasses.asdict(cfg.method_cfg),
     }
+    if cfg.model.text.name_or_path is None:  # our own vocabulary: evaluation must use the same one
+        info["tokenizer_sha256"] = folder_digest(cfg.model.text.tokenizer)
     export_best(Path(request.out) / "best", trainer.model.cpu(), trainer.loss.cpu(), cfg.method, info)
     write_json(request.metrics_path, summary)
     write_csv(request.history_path, pd.DataFrame(trainer.progress.history))

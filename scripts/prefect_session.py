@@ -4,7 +4,8 @@ Without `PREFECT_API_URL` every flow run starts (and stops) its own temporary se
 cores; a `dvc repro` with ten training/evaluation stages would spend minutes on that alone. This starts one
 server on 127.0.0.1 (no background services), points the command at it, and stops it afterwards. Flow runs
 land in the server's database under `PREFECT_HOME` (default `.prefect/` in the project), so a later
-`prefect server start` shows them. With `PREFECT_API_URL` already set the command just runs.
+`prefect server start --host 127.0.0.1` shows them. With `PREFECT_API_URL` already set the command just
+runs.
 """
 
 from __future__ import annotations

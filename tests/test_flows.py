@@ -6,19 +6,12 @@ import dataclasses
 import json
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 from test_train import build_tiny_project
 
 import pipeline.train as train_module
 from pipeline import flows
 from pipeline.errors import PipelineError
 from pipeline.tracking import TrackingError
-
-
-@pytest.fixture(scope="session")
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -52,5 +52,5 @@ def test_wrong_root_is_explained(tmp_path):
     with pytest.raises(ReportsTreeError, match="no reports tree here"):
         section_reports(tmp_path / "missing", progress=False)
     (tmp_path / "files").mkdir()
-    with pytest.raises(ReportsTreeError, match="no p10…p19 folders"):
+    with pytest.raises(ReportsTreeError, match="no reports tree here"):
         section_reports(tmp_path, progress=False)

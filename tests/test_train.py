@@ -381,6 +381,36 @@ def test_resolve_config_reads_the_method_block_and_model_profile(tmp_path):
         resolve_config("clipp", path)
 
 
+def test_a_method_block_overrides_shared_train_settings_for_that_method_only(tmp_path):
+    import yaml
+
+    from pipeline.train import fingerprint, resolve_config
+
+    params = {
+        "train": {"epochs": 3, "lr": 3e-3},
+        "losses": {"clip": {"temperature_init": 0.05, "train": {"lr": 1.5e-3}}, "cxrclip": {}},
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    clip, cxrclip = resolve_config("clip", path), resolve_config("cxrclip", path)
+    assert (clip.train.lr, clip.train.epochs, clip.method_cfg.temperature_init) == (1.5e-3, 3, 0.05)
+    assert cxrclip.train.lr == 3e-3
+    assert clip.as_dict()["train"]["lr"] == 1.5e-3 and clip.as_dict()["losses"]["clip"]["train"] == {
+        "lr": 1.5e-3
+    }
+    params["losses"]["clip"]["train"] = {"lr": 1e-3}
+    path.write_text(yaml.safe_dump(params))
+    assert fingerprint(resolve_config("clip", path), "x") != fingerprint(clip, "x")
+    params["losses"]["clip"]["train"] = {"lrr": 1e-3}
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=r"losses.clip.train: unknown key 'lrr' \(did you mean 'lr'"):
+        resolve_config("clip", path)
+    params["losses"]["clip"]["train"] = {"lr": -1.0}
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match="losses.clip.train: need lr > 0"):
+        resolve_config("clip", path)
+
+
 def test_code_digest_changes_with_the_library_source(tmp_path):
     from pipeline.train import code_digest
 

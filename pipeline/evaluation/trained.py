@@ -15,6 +15,7 @@ from pipeline.data import LoaderConfig, create_eval_loader, tokenize
 from pipeline.embedding import Embedded, embed_loader
 from pipeline.errors import PipelineError
 from pipeline.evaluation.params import QUERY_TEXTS, EvaluateParams
+from pipeline.io import folder_digest
 from pipeline.losses import create_loss, loss_config
 from pipeline.models import load_model, load_tokenizer
 from pipeline.training.checkpoint import read_method_info
@@ -101,4 +102,10 @@ def load_trained(best: str | Path, tokenizer: str | Path | None = None) -> Train
     if loss.probabilistic != (model.config.head.kind == "gaussian"):
         raise PipelineError(f"{best}: the {model.config.head.kind} head does not fit method '{method}'")
     loss.load_state_dict(load_file(str(best / "loss.safetensors")))
+    expected = info.get("tokenizer_sha256")
+    if expected and text.name_or_path is None and folder_digest(text.tokenizer) != expected:
+        raise PipelineError(
+            f"{text.tokenizer}: not the tokenizer {best} was trained with (its vocabulary changed since); "
+            "retrain the model on it (dvc repro) or restore the matching tokenizer (dvc checkout)"
+        )
     return TrainedMethod(method, model.eval(), loss.eval(), load_tokenizer(text), info)

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.config import ConfigError, _suggest, build
+from pipeline.config import ConfigError, build, suggest
 from pipeline.losses.base import ContrastiveLoss, LossInputError
 from pipeline.losses.clip import ClipLoss
 from pipeline.losses.cxrclip import CxrClipLoss
@@ -46,7 +46,7 @@ def create_loss(name: str, cfg: Mapping[str, Any] | Any | None = None, *, embed_
 
 def _loss_class(name: str) -> type[ContrastiveLoss]:
     if name not in LOSSES:
-        raise ConfigError(f"unknown loss '{name}'{_suggest(name, LOSSES)}; registered: {sorted(LOSSES)}")
+        raise ConfigError(f"unknown loss '{name}'{suggest(name, LOSSES)}; registered: {sorted(LOSSES)}")
     return LOSSES[name]
 
 

@@ -44,10 +44,11 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     frame.columns = [c.strip().lstrip("\ufeff") for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
+        others = [c for c in frame.columns if c not in columns]
         hints = []
         for col in missing:
-            close = difflib.get_close_matches(col, [c for c in frame.columns if c not in columns], n=1)
-            hints.append(f"'{col}'" + (f" (found '{close[0]}': renamed?)" if close else ""))
+            found = _renamed(col, others)
+            hints.append(f"'{col}'" + (f" (found '{found}': renamed?)" if found else ""))
         raise ReleaseFileError(
             f"{path}: missing column(s) {', '.join(hints)}; expected columns {columns}. "
             "Use the files of MIMIC-CXR-JPG 2.0.0/2.1.0 as released."
@@ -56,6 +57,17 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     if dup:
         raise ReleaseFileError(f"{path}: duplicated column(s) {dup}")
     return frame[columns]
+
+
+def _renamed(column: str, candidates: list[str]) -> str | None:
+    """The candidate that looks like `column` renamed (case, `_`/space and small typos ignored)."""
+
+    def norm(name: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", name.lower())
+
+    by_norm = {norm(c): c for c in candidates}
+    close = difflib.get_close_matches(norm(column), list(by_norm), n=1, cutoff=0.75)
+    return by_norm[close[0]] if close else None
 
 
 def _int_column(frame: pd.DataFrame, column: str, path: Path, digits: int | None = None) -> pd.Series:

@@ -35,14 +35,14 @@ def iter_report_files(reports_root: str | os.PathLike) -> Iterator[tuple[int, in
     """
     root = Path(reports_root)
     files = root / "files" if (root / "files").is_dir() else root
-    if not files.is_dir():
+    groups = []
+    if files.is_dir():
+        groups = sorted(e.name for e in os.scandir(files) if e.is_dir() and _GROUP_DIR.fullmatch(e.name))
+    if not groups:
         raise ReportsTreeError(
             f"{root}: no reports tree here; expected {root}/files/p1X/p<subject_id>/s<study_id>.txt "
             "(unzip mimic-cxr-reports.zip and point data.reports_root at the folder holding files/)"
         )
-    groups = sorted(e.name for e in os.scandir(files) if e.is_dir() and _GROUP_DIR.fullmatch(e.name))
-    if not groups:
-        raise ReportsTreeError(f"{files}: no p10…p19 folders; is this the reports root?")
     for group in groups:
         for subject in sorted(e.name for e in os.scandir(files / group) if e.is_dir()):
             m = _SUBJECT_DIR.fullmatch(subject)

@@ -13,12 +13,15 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from pipeline.errors import PipelineError
+
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 IMAGE_POOLS = ("token", "avg")
 TEXT_POOLS = ("cls", "mean")
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(PipelineError, FileNotFoundError):
     """Pretrained weights are needed but are neither at the configured path nor in the local cache."""
 
 
@@ -226,9 +229,14 @@ def load_tokenizer(cfg: TextEncoderConfig) -> Any:
     from transformers import AutoTokenizer
 
     source = cfg.tokenizer
+    fix = (
+        "run the `tokenizer` stage (tiny profile) or provide the backbone's tokenizer folder (paper profile)"
+    )
     if not Path(source).is_dir() and not (_is_repo_id(source) and cached_file(source, "config.json")):
-        raise WeightsNotFoundError(
-            f"tokenizer '{source}' not found: run the `tokenizer` stage (tiny profile) or provide the "
-            f"backbone's tokenizer folder (paper profile)."
-        )
-    return AutoTokenizer.from_pretrained(source, local_files_only=True)
+        raise WeightsNotFoundError(f"tokenizer '{source}' not found: {fix}")
+    if Path(source).is_dir() and not any((Path(source) / f).is_file() for f in TOKENIZER_FILES):
+        raise WeightsNotFoundError(f"tokenizer '{source}': no {' or '.join(TOKENIZER_FILES)} in it; {fix}")
+    try:
+        return AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:  # a damaged folder, not a missing one
+        raise WeightsNotFoundError(f"tokenizer '{source}' cannot be loaded ({exc}); {fix}") from exc

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from pipeline.config import ConfigError, build, read_params
+from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir
 from pipeline.models.dual import DualEncoder
 from pipeline.models.encoders import (
@@ -123,6 +124,10 @@ def model_params(section: dict[str, Any] | None, where: str = "params.yaml:model
     return build(ModelParams, section, where)
 
 
+class ModelFolderError(PipelineError, FileNotFoundError):
+    """A saved model folder that is missing or damaged."""
+
+
 def load_model_params(path: str | Path = "params.yaml") -> ModelParams:
     return model_params(read_params(path).get("model"), f"{path}:model")
 
@@ -177,9 +182,15 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Du
 
     path = Path(path)
     if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"{path}: not a saved model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+        raise ModelFolderError(f"{path}: not a saved model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
     meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
     cfg = build(ModelConfig, meta["model"], f"{path / CONFIG_FILE}:model")
     model = _build(cfg, False, meta["text_backbone"], seed=0)
-    model.load_state_dict(load_file(str(path / WEIGHTS_FILE), device=str(map_location)))
+    try:
+        model.load_state_dict(load_file(str(path / WEIGHTS_FILE), device=str(map_location)))
+    except Exception as exc:  # safetensors raises its own types for truncated or foreign files
+        raise ModelFolderError(
+            f"{path / WEIGHTS_FILE}: unreadable or not this architecture's weights ({exc}); retrain it "
+            "(dvc repro) or restore it (dvc checkout)"
+        ) from exc
     return model

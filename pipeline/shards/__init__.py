@@ -49,14 +49,14 @@ REJECT_COLUMNS = ["study_id", "split", "image_path", "reason", "detail"]
 REJECT_REASONS = IMAGE_REJECT_REASONS + STUDY_REJECT_REASONS
 
 
-def _check_rejects(summary: dict, max_fraction: float) -> None:
+def _check_rejects(summary: dict, max_fraction: float, rejects_file: Path) -> None:
     for what in ("images", "studies"):
         total, bad = summary[f"n_{what}_in"], summary[f"n_rejected_{what}"]
         if total and bad / total > max_fraction:
             reasons = ", ".join(f"{k}: {v}" for k, v in summary["reasons"].items())
             raise ShardsError(
                 f"{bad} of {total} {what} rejected ({bad / total:.2%} > shards.max_reject_fraction "
-                f"{max_fraction:.2%}); reasons: {reasons}. See {REJECTS_FILE} for each one; fix the inputs "
+                f"{max_fraction:.2%}); reasons: {reasons}. See {rejects_file} for each one; fix the inputs "
                 "or raise the limit."
             )
 
@@ -71,6 +71,7 @@ def create_shards(
     studies_dir, out_dir = Path(studies_dir), Path(out_dir)
     if not Path(mimic_root).is_dir():
         raise ShardsError(f"{mimic_root}: image root not found (set the MIMIC-CXR-JPG root in params.yaml)")
+    (out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # present = a finished run, as the split indexes
     indexes, rejects = {}, []
     n_images_in = 0
     for split in cfg.splits:
@@ -92,7 +93,7 @@ def create_shards(
         "n_rejected_images": sum(ix["n_rejected_images"] for ix in indexes.values()),
         "reasons": {k: int(v) for k, v in sorted(frame["reason"].value_counts().items())},
     }
-    _check_rejects(summary, cfg.max_reject_fraction)
+    _check_rejects(summary, cfg.max_reject_fraction, out_dir / REJECTS_FILE)
     for split, index in indexes.items():
         validate_split(out_dir / split, index, cfg.workers)
         finish_split(out_dir / split, index)

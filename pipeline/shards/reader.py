@@ -49,10 +49,29 @@ def load_index(split_dir: str | os.PathLike) -> dict:
     return index
 
 
+REBUILD = "rebuild them (dvc repro -f shards) or restore them (dvc checkout)"
+
+
 def shard_paths(split_dir: str | os.PathLike) -> list[tuple[Path, int]]:
-    """(path, samples) for every shard of a split, in index order (empty shards left out)."""
+    """(path, samples) for every shard of a split, in index order (empty shards left out).
+
+    A shard deleted or cut short after the stage wrote it is caught here, before training starts, by its
+    size in the index (a stat per shard; the full sha256 check is the shard stage's own validation)."""
     index = load_index(split_dir)
-    return [(Path(split_dir) / s["name"], s["n_samples"]) for s in index["shards"] if s["n_samples"]]
+    out = []
+    for entry in index["shards"]:
+        path = Path(split_dir) / entry["name"]
+        if not path.is_file():
+            raise ShardsError(f"{path}: missing; the shards were changed after writing: {REBUILD}")
+        size = path.stat().st_size
+        if "bytes" in entry and size != entry["bytes"]:
+            raise ShardsError(
+                f"{path}: {size} bytes, the index says {entry['bytes']}; the shard was changed after "
+                f"writing: {REBUILD}"
+            )
+        if entry["n_samples"]:
+            out.append((path, entry["n_samples"]))
+    return out
 
 
 def iter_tar_samples(path: str | os.PathLike) -> Iterator[dict]:
@@ -62,19 +81,22 @@ def iter_tar_samples(path: str | os.PathLike) -> Iterator[dict]:
     shard stage and its validation do not pay for importing torch.
     """
     sample: dict = {}
-    with tarfile.open(path, mode="r|") as tar:
-        for member in tar:
-            if not member.isreg():
-                continue
-            key, _, ext = member.name.partition(".")
-            if sample and key != sample["__key__"]:
-                yield sample
-                sample = {}
-            if not sample:
-                sample = {"__key__": key, "__url__": str(path)}
-            if ext in sample:
-                raise ShardsError(f"{path}: duplicate member {member.name}")
-            sample[ext] = tar.extractfile(member).read()
+    try:
+        with tarfile.open(path, mode="r|") as tar:
+            for member in tar:
+                if not member.isreg():
+                    continue
+                key, _, ext = member.name.partition(".")
+                if sample and key != sample["__key__"]:
+                    yield sample
+                    sample = {}
+                if not sample:
+                    sample = {"__key__": key, "__url__": str(path)}
+                if ext in sample:
+                    raise ShardsError(f"{path}: duplicate member {member.name}")
+                sample[ext] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, FileNotFoundError) as exc:
+        raise ShardsError(f"{path}: unreadable shard ({exc}); {REBUILD}") from exc
     if sample:
         yield sample
 

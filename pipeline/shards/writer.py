@@ -257,6 +257,7 @@ def build_split(
 ) -> tuple[dict, list[dict]]:
     """Write one split's shards and return (index, rejects); the index is written after validation."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / INDEX_FILE).unlink(missing_ok=True)  # an index is only ever next to the shards it describes
     tasks = plan_shards(rows, split, mimic_root, cfg)
     _clean_stale(out_dir, {t.name for t in tasks})
     todo = [t for t in tasks if _resume(out_dir, t) is None]

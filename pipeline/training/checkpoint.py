@@ -7,6 +7,7 @@ containers go in, so loading never runs pickled code. RNG states are stored as t
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,14 @@ def save_checkpoint(path: str | Path, **state: Any) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # never echo torch's advice to retry with weights_only=False
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint, refused: it holds Python objects besides tensors (code could "
+            "run on loading), so this pipeline did not write it; delete it to start over"
+        ) from exc
     except Exception as exc:  # a truncated or foreign file: say which and how to recover
-        raise CheckpointError(f"{path}: unreadable checkpoint ({exc}); delete it to start over") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: unreadable checkpoint ({first}); delete it to start over") from exc
     if payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {payload.get('format')} != {FORMAT}; delete it")
     return payload

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,7 +164,10 @@ class Trainer:
         ck = load_checkpoint(path, self.device)
         if ck["fingerprint"] != self.fingerprint:
             if self.dist.is_main:
-                tqdm.write(f"{path}: from another configuration or input data; starting from scratch")
+                tqdm.write(
+                    f"{path}: from another configuration, input data or code; starting from scratch",
+                    file=sys.stderr,
+                )
             ddp.barrier()
             return False
         self.model.load_state_dict(ck["model"])
