@@ -11,6 +11,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -33,14 +34,18 @@ def _naming_full_disk(path: Path) -> Iterator[None]:
         raise
 
 
-def remove_stale_temps(path: Path) -> None:
+def remove_stale_temps(path: Path, suffix: str = "") -> None:
     """Drop the temporary siblings a killed earlier write of `path` left behind: they would otherwise pile
-    up next to the outputs, inside folders that later stages hash as dependencies."""
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        if stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale, ignore_errors=True)
+    up next to the outputs, inside folders that later stages hash as dependencies. Only names of exactly
+    the shape `atomic_path`/`atomic_dir` give this target match (so `x.json`'s temp is not `x`'s)."""
+    stale = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}" + re.escape(suffix) + r"\.tmp")
+    for entry in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if not stale.fullmatch(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
         else:
-            stale.unlink(missing_ok=True)
+            entry.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -48,7 +53,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
+    remove_stale_temps(path, suffix)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)

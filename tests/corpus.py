@@ -49,6 +49,7 @@ class Kept:
     counts: dict[str, int] = field(default_factory=dict)  # summary counters that must read so
     changed: bool = False  # the touched studies' rows may differ from the good run's
     message: str = ""  # a warning the stage must print
+    row: Callable[[dict], bool] | None = None  # holds for each touched study's output row
 
 
 Expectation = Fails | Rejected | Kept

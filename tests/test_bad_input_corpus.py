@@ -145,8 +145,13 @@ def test_release_and_report_inputs(case: Case, good: Workspace, tmp_path: Path):
         assert got["summary"]["reject_reasons"][expect.reason] >= len(touched)
     else:
         assert new_rejects.empty, new_rejects
+        counters = got["summary"]["counts"] | got["summary"]["section_coverage_reports"]
         for key, value in expect.counts.items():
-            assert got["summary"]["counts"][key] == value
+            assert counters[key] == value, (key, counters)
+        if expect.row:
+            assert touched and all(expect.row(out_rows[s]) for s in touched), {
+                s: out_rows[s] for s in touched
+            }
     untouched = set(good_rows) - touched
     assert {s: out_rows[s] for s in untouched if s in out_rows} == {s: good_rows[s] for s in untouched}
     if isinstance(expect, Kept) and not expect.changed:

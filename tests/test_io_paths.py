@@ -68,3 +68,16 @@ def test_paths_inside_the_root(tmp_path):
     (root / "files" / "link").symlink_to(tmp_path)
     with pytest.raises(UnsafePathError):
         resolve_under(root, "files/link/secret.jpg")
+
+
+def test_a_rewrite_removes_only_its_own_stale_temps(tmp_path):
+    """A killed write leaves `.name.XXXXXXXX.tmp` behind; the next write of that target removes it, and
+    never a live temp of another target whose name merely starts the same."""
+    (tmp_path / ".clip.json.k2j4x9a1.tmp").write_text("{half")  # killed write of clip.json
+    (tmp_path / ".clip.ab12cd34.tmp").mkdir()  # killed write of the folder clip/
+    (tmp_path / ".clip.json.old.tmp").write_text("not ours: wrong shape")
+    write_json(tmp_path / "clip.json", {"ok": 1})
+    assert sorted(os.listdir(tmp_path)) == [".clip.ab12cd34.tmp", ".clip.json.old.tmp", "clip.json"]
+    with atomic_dir(tmp_path / "clip") as tmp:
+        (tmp / "a.csv").write_text("x\n")
+    assert sorted(os.listdir(tmp_path)) == [".clip.json.old.tmp", "clip", "clip.json"]
