@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.errors import DISK_FULL, PipelineError, disk_full_message
+from pipeline.errors import user_message
 from pipeline.mimic import readers, schema
 from pipeline.mimic.labels import load_shipped_labels
 from pipeline.mimic.reports import section_reports
@@ -20,8 +20,6 @@ from pipeline.studies import (
     assemble_studies,
     write_tables,
 )
-
-USER_ERRORS = (PipelineError, ValueError)
 
 
 def _studies_parser(sub: argparse._SubParsersAction) -> None:
@@ -107,13 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        if exc.errno not in DISK_FULL:
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, ValueError) else user_message(exc)
+        if message is None:
             raise
-        print(f"error: {disk_full_message(exc)}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 

@@ -25,15 +25,22 @@ def disk_full_message(exc: OSError) -> str:
     )
 
 
+def user_message(exc: BaseException) -> str | None:
+    """The one line to show for an error the user can fix, or None for a bug (keep its traceback)."""
+    if isinstance(exc, PipelineError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return disk_full_message(exc)
+    return None
+
+
 def run_cli(main: Callable[[], object]) -> None:
     """Run an entry point; user-fixable errors print one line and exit 2 instead of a traceback."""
     try:
         main()
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as exc:
-        if exc.errno not in DISK_FULL:
+    except Exception as exc:
+        message = user_message(exc)
+        if message is None:
             raise
-        print(f"error: {disk_full_message(exc)}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)

@@ -139,6 +139,11 @@ def files_digest(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def folder_files(folder: str | os.PathLike) -> list[Path]:
+    """A folder's files (top level), sorted."""
+    return sorted(p for p in Path(folder).glob("*") if p.is_file())
+
+
 def folder_digest(folder: str | os.PathLike) -> str:
-    """sha256 of a folder's files (top level, sorted): what identifies a saved tokenizer."""
-    return files_digest(sorted(p for p in Path(folder).glob("*") if p.is_file()))
+    """sha256 of a folder's files: what identifies a saved tokenizer."""
+    return files_digest(folder_files(folder))

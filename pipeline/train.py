@@ -24,7 +24,7 @@ import torch
 from pipeline.config import ConfigError, read_params, suggest
 from pipeline.data import create_eval_loader, create_train_loader
 from pipeline.errors import PipelineError, run_cli
-from pipeline.io import files_digest, folder_digest, write_csv, write_json
+from pipeline.io import files_digest, folder_digest, folder_files, write_csv, write_json
 from pipeline.losses import create_loss, loss_config
 from pipeline.models import ModelConfig, create_model, load_tokenizer, model_params
 from pipeline.training import distributed as ddp
@@ -140,9 +140,7 @@ def split_train_overrides(block: Any, where: str) -> tuple[Any, dict[str, Any]]:
 
 def input_digest(shards: Path, tokenizer: Path) -> str:
     """Hash of the shard indexes (which carry every shard's sha256) and the tokenizer files."""
-    return files_digest(
-        sorted(shards.glob("*/index.json")) + sorted(p for p in tokenizer.glob("*") if p.is_file())
-    )
+    return files_digest(sorted(shards.glob("*/index.json")) + folder_files(tokenizer))
 
 
 def code_digest(package: Path = PACKAGE_DIR) -> str:

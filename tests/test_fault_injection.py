@@ -249,13 +249,15 @@ def test_kill_during_evaluation_then_rerun_matches_uninterrupted(project: Path, 
 # -- DVC's view of a killed stage -----------------------------------------------------------------------
 
 
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+def dvc_env() -> dict[str, str]:
+    return os.environ | {"DVC_NO_ANALYTICS": "1", "PATH": f"{Path(DVC).parent}:{os.environ['PATH']}"}
+
+
 def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = os.environ | {
-        "DVC_NO_ANALYTICS": "1",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
-    done = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run([DVC, *args], cwd=cwd, env=dvc_env(), capture_output=True, text=True)
     if check:
         assert done.returncode == 0, f"dvc {' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
@@ -276,12 +278,8 @@ def test_dvc_never_accepts_a_killed_shards_stage(tmp_path: Path):
     dvc(where, "init", "-q")
     dvc(where, "repro", "shards")
     reference = tree_digest(where / "data" / "shards")
-    env = os.environ | {
-        "DVC_NO_ANALYTICS": "1",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "dvc"), "repro", "-f", "-s", "shards"], cwd=where,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen([DVC, "repro", "-f", "-s", "shards"], cwd=where, env=dvc_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     marker = where / "data" / "shards" / "train" / ".shard-000002.tar.done.json"
     kill_when(proc, marker.exists, group=True)  # dvc and the stage command it runs
     status = dvc(where, "status", "shards").stdout
