@@ -10,7 +10,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup repro test test-fast lint bench
+.PHONY: setup repro compare test test-fast lint bench
 
 setup: $(STAMP)
 
@@ -25,6 +25,12 @@ $(STAMP): pyproject.toml constraints.txt
 repro: $(STAMP)
 	$(BIN)/python scripts/prefect_session.py $(BIN)/dvc repro
 
+# The full seed set: three seeds per method as a DVC experiment (the workspace keeps its results; the
+# report then says "3 seeds"). `dvc exp apply` / `git checkout params.yaml && dvc repro` go back.
+COMPARE_SEEDS ?= [42,43,44]
+compare: $(STAMP)
+	$(BIN)/python scripts/prefect_session.py $(BIN)/dvc exp run -S 'seeds=$(COMPARE_SEEDS)'
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
@@ -32,4 +38,4 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.config import ConfigError
 from pipeline.errors import user_message
 from pipeline.mimic import readers, schema
 from pipeline.mimic.labels import load_shipped_labels
@@ -49,17 +50,20 @@ def _studies_parser(sub: argparse._SubParsersAction) -> None:
 def _run_studies(args: argparse.Namespace) -> None:
     from pipeline.io import write_json, write_parquet
 
-    params = StudiesParams(
-        views=ViewPolicy(
-            require_frontal=not args.no_require_frontal,
-            include_lateral=not args.exclude_lateral,
-            include_other=args.include_other,
-            max_images=args.max_images,
-        ),
-        text=TextPolicy(require=args.text, fill_from_last_paragraph=args.fill_from_last_paragraph),
-        path_style="absolute" if args.absolute_paths else "relative",
-        check_image_list=not args.no_image_list,
-    )
+    try:
+        params = StudiesParams(
+            views=ViewPolicy(
+                require_frontal=not args.no_require_frontal,
+                include_lateral=not args.exclude_lateral,
+                include_other=args.include_other,
+                max_images=args.max_images,
+            ),
+            text=TextPolicy(require=args.text, fill_from_last_paragraph=args.fill_from_last_paragraph),
+            path_style="absolute" if args.absolute_paths else "relative",
+            check_image_list=not args.no_image_list,
+        )
+    except ValueError as exc:  # the options' own checks (e.g. --max-images 0)
+        raise ConfigError(f"medprobclip studies: {exc}") from exc
     root, out = Path(args.mimic_root), Path(args.out)
     metadata, split = readers.read_metadata(root), readers.read_split(root)
     sections = section_reports(args.reports_root, workers=args.workers)
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except Exception as exc:
-        message = str(exc) if isinstance(exc, ValueError) else user_message(exc)
+        message = user_message(exc)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

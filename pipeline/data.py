@@ -27,6 +27,7 @@ from pipeline.shards import (
     StudySample,
     decode_study,
     iter_tar_samples,
+    load_index,
     read_study_csv,
     shard_paths,
 )
@@ -48,7 +49,7 @@ class LoaderConfig:
     seed: int = 42
     max_tokens: int = 256
     eval_text: str = "findings_then_impression"
-    view_aug: AugmentStrength = field(default_factory=AugmentStrength)
+    view_aug: AugmentStrength = field(default_factory=lambda: AugmentStrength(0.9, 5.0, 0.1, 0.1))
     strong_aug: AugmentStrength = field(
         default_factory=lambda: AugmentStrength(0.5, 20.0, 0.4, 0.4, blur_sigma=1.5)
     )
@@ -65,6 +66,18 @@ class LoaderConfig:
             raise ValueError(f"views must be 1 or 2, got {self.views}")
         if self.batch_size < 1 or self.image_size < 8 or self.workers < 0 or self.shuffle_buffer < 0:
             raise ValueError("batch_size >= 1, image_size >= 8, workers >= 0, shuffle_buffer >= 0 required")
+
+
+def check_shard_resolution(split_dir: str | Path, image_size: int) -> None:
+    """Refuse a model input larger than the stored images: the loader would silently upsample them (e.g.
+    ``model.profile: paper`` at 224 px on 128 px shards), which trains on blur without saying so."""
+    stored = int(load_index(split_dir)["params"]["image_size"])
+    if image_size > stored:
+        raise ShardsError(
+            f"{split_dir}: shards store images at {stored} px but the model takes {image_size} px, so every "
+            f"image would be upsampled; set shards.image_size >= {image_size} and rerun `dvc repro shards`, "
+            "or use a model profile with a smaller image.img_size"
+        )
 
 
 def sample_seed(*parts: object) -> int:

@@ -98,6 +98,23 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def finite(tree: Any) -> Any:
+    """NaN/inf → None and numpy scalars → Python ones, so a JSON is valid for every reader (DVC, jq)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(tree, dict):
+        return {k: finite(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [finite(v) for v in tree]
+    if isinstance(tree, float | np.floating):
+        return float(tree) if math.isfinite(tree) else None
+    if isinstance(tree, np.integer):
+        return int(tree)
+    return tree
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as fh:
         fh.write(text)

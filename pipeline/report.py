@@ -1,13 +1,14 @@
 """The paper-style report: every method's evaluation side by side in `reports/summary.md`.
 
-Pure formatting of the evaluation JSONs (and the training summaries); numbers are never recomputed here,
-so the report always says what `dvc metrics show` says.
+Pure formatting of the comparison (`metrics/compare.json`: means, sds, CIs, significance, the ranking
+sentences) and of the evaluation JSONs averaged over seeds; numbers are never recomputed here and no
+ranking is written by hand, so the report always says what `dvc metrics show` says.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,12 +169,74 @@ def training_section(training: Mapping[str, Mapping[str, Any]]) -> str:
     return "## Training (validation split)\n\n" + metric_table(training, columns, 3) + "\n"
 
 
-def figures_section(methods: Sequence[str], figures_dir: Path, relative_to: Path) -> str:
+def interval(summary: Mapping[str, Any] | None, digits: int = 1) -> str:
+    if not summary or summary.get("mean") is None:
+        return "–"
+    sd = f" ± {summary['sd']:.{digits}f}" if summary.get("sd") is not None else ""
+    low, high = fmt(summary.get("low"), digits), fmt(summary.get("high"), digits)
+    return f"{summary['mean']:.{digits}f}{sd} [{low}, {high}]"
+
+
+def comparison_section(comparison: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    """Headline metrics with spread and intervals, every pairwise test, and the derived ranking."""
+    boot, seeds = comparison["bootstrap"], comparison.get("seeds", [])
+    level = round(100 * boot["level"])
+    headline = comparison["headline"]
+    spread = "mean ± sd over seeds" if len(seeds) > 1 else "one seed, so no seed spread"
+    plural = "s" if len(seeds) != 1 else ""
+    text = f"## Comparison ({len(seeds)} seed{plural}: {', '.join(map(str, seeds))})\n\n"
+    text += (
+        f"Each cell: {spread} [{level}% bootstrap CI]. The interval resamples the {comparison['n_studies']} "
+        f"test studies ({boot['n_resamples']} paired resamples, seed {boot['seed']}, the same for every "
+        "method) and, with several seeds, the seeds too (a two-level bootstrap), so it covers both the "
+        "test-set and the training-seed variation.\n\n"
+    )
+    order = comparison.get("method_order") or list(comparison["methods"])
+    rows = [
+        [names.get(m, m), *(interval(comparison["methods"][m]["metrics"].get(metric)) for metric in headline)]
+        for m in order
+    ]
+    text += table(["method", *(metric_label(m) for m in headline)], rows) + "\n\n"
+    text += (
+        f"Paired differences (row method − column method), {level}% CI, two-sided bootstrap p adjusted "
+        f"for all {len(comparison['pairs'][headline[0]])} pairs by Holm–Bonferroni; **bold** = significant "
+        f"at α = {boot['alpha']}:\n\n"
+    )
+    for metric in headline:
+        rows = []
+        for pair in comparison["pairs"][metric]:
+            cell = (
+                f"{pair['delta']:+.1f} [{fmt(pair['low'], 1)}, {fmt(pair['high'], 1)}], "
+                f"p = {fmt(pair['p_holm'], 3)}"
+            )
+            rows.append(
+                [
+                    f"{names.get(pair['a'], pair['a'])} − {names.get(pair['b'], pair['b'])}",
+                    f"**{cell}**" if pair["significant"] else cell,
+                ]
+            )
+        text += f"{metric_label(metric)}:\n\n" + table(["pair", "Δ [CI], Holm p"], rows) + "\n\n"
+    ranking = comparison.get("ranking", {})
+    if ranking.get("statements"):
+        text += f"**What the data support** ({metric_label(ranking['metric'])}):\n\n"
+        text += "\n".join(f"- {line}" for line in ranking["statements"]) + "\n"
+    return text
+
+
+def ranking_paragraph(comparison: Mapping[str, Any]) -> str:
+    """The README's results sentence: the same derived statements, joined."""
+    return " ".join(comparison.get("ranking", {}).get("statements", []))
+
+
+def figures_section(
+    methods: Sequence[str], figures_dir: Path, relative_to: Path, seed: int | None = None
+) -> str:
     rows = []
     for method in methods:
         cells = []
         for name, title in FIGURES:
-            path = figures_dir / method / f"{name}.png"
+            folder = figures_dir / method / (f"seed{seed}" if seed is not None else "")
+            path = folder / f"{name}.png"
             if path.is_file():
                 cells.append(f"[{title}]({Path(_relpath(path, relative_to)).as_posix()})")
         rows.append([method, " · ".join(cells) or "–"])
@@ -192,7 +255,10 @@ def render(
     synthetic: bool,
     figures_dir: Path,
     out_dir: Path,
+    comparison: Mapping[str, Any] | None = None,
 ) -> str:
+    """The whole report; `evaluations`/`training` are per method (averaged over seeds when there are
+    several), `comparison` the compare stage's JSON."""
     if not evaluations:
         raise ValueError("no evaluations to report")
     first = next(iter(evaluations.values()))
@@ -217,10 +283,14 @@ def render(
         f"{es.get('query_image')}; text: {es.get('query_text')} "
         "(findings, falling back to impression, unless `evaluate.query_text: longest`)."
     )
+    names = dict((comparison or {}).get("display_names") or {})
+    seeds = list((comparison or {}).get("seeds") or [])
+    averaged = f" Detail tables: mean over the {len(seeds)} seeds." if len(seeds) > 1 else ""
     parts: list[str] = [
-        "# Retrieval report: " + ", ".join(evaluations),
+        "# Retrieval report: " + ", ".join(names.get(m, m) for m in evaluations),
         source,
-        evaluation_set,
+        evaluation_set + averaged,
+        comparison_section(comparison, names) if comparison else "",
         training_section(training),
         retrieval_section(evaluations, ks),
         zero_shot_section(evaluations),
@@ -229,10 +299,12 @@ def render(
         robustness_section(evaluations, ks),
         precision_section(evaluations, precision_ks),
         probe_section(evaluations),
-        figures_section(list(evaluations), figures_dir, out_dir),
+        figures_section(list(evaluations), figures_dir, out_dir, seeds[0] if seeds else None),
     ]
     return "\n\n".join(p.strip() for p in parts if p) + "\n"
 
 
-def load_all(folder: Path, methods: Sequence[str], reader: Callable[[Path], Any]) -> dict[str, Any]:
-    return {m: reader(folder / f"{m}.json") for m in methods if (folder / f"{m}.json").is_file()}
+def metric_label(metric: str) -> str:
+    from pipeline.comparison import metric_label as label
+
+    return label(metric)

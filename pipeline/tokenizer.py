@@ -10,9 +10,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+TEXT_COLUMNS = ("findings", "impression")
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def train_wordpiece(texts: Iterable[str], params: TokenizerParams = TokenizerPar
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     alphabet = _word_alphabet(tok, corpus)
     if not alphabet:
-        raise ValueError("no report text to train the tokenizer on (all findings/impressions are blank)")
+        raise PipelineError("no report text to train the tokenizer on (all findings/impressions are blank)")
     seeded = [*SPECIAL_TOKENS, *alphabet, *(f"##{c}" for c in alphabet)]
     trainer = trainers.WordPieceTrainer(
         vocab_size=max(params.vocab_size, len(seeded)),
@@ -98,3 +100,17 @@ def save_tokenizer(tokenizer, out: str | Path) -> Path:
     with atomic_dir(out) as tmp:
         tokenizer.save_pretrained(str(tmp))
     return Path(out)
+
+
+def read_report_texts(path: Path) -> list[str]:
+    """Findings then impression of each study of a study CSV, in file order (blank cells are dropped by
+    the trainer)."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise PipelineError(f"{path}: training study CSV not found (run the `studies` stage first)")
+    frame = pd.read_csv(path, usecols=lambda c: c in TEXT_COLUMNS, dtype=str, keep_default_na=False)
+    missing = [c for c in TEXT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise PipelineError(f"{path}: missing column(s) {missing}; expected the study CSV contract")
+    return [text for row in frame.itertuples(index=False) for text in (row.findings, row.impression)]

@@ -1,20 +1,47 @@
-"""DVC stage `evaluate@{method}`: the Prefect evaluation flow of one trained method → metrics, plots."""
+"""DVC stage `evaluate@{method}-{seed}`: the Prefect evaluation flow of one trained model → metrics, plot
+tables, per-query outcomes, figures. ``--in-process`` evaluates here without Prefect."""
 
 from __future__ import annotations
 
+import argparse
+
 from pipeline.errors import run_cli
-from pipeline.evaluate import parse_request
+from pipeline.evaluation.run import EvaluateRequest, evaluate_params
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[EvaluateRequest, bool]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("method")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--shards", default="data/shards")
+    parser.add_argument("--tokenizer", default="models/tokenizer")
+    parser.add_argument("--model", required=True, help="the train stage's folder (best/, run.json)")
+    parser.add_argument("--metrics", required=True, help="metrics JSON to write")
+    parser.add_argument("--plots", required=True, help="folder for the plot tables (CSV)")
+    parser.add_argument("--figures", required=True, help="folder for the PNG figures")
+    parser.add_argument("--per-query", help="per-query outcomes CSV (what the comparison resamples)")
+    parser.add_argument("--in-process", action="store_true", help="evaluate here, without the Prefect flow")
+    args = vars(parser.parse_args(argv))
+    in_process = args.pop("in_process")
+    return EvaluateRequest(**args), in_process
 
 
 def main() -> None:
-    from pipeline.flows import evaluation_flow
+    request, in_process = parse_args()
+    params = evaluate_params(request.params)
+    if in_process:
+        from pipeline.evaluation.run import run_evaluation
 
-    request = parse_request()
-    metrics = evaluation_flow(request)
+        metrics = run_evaluation(request, params)
+    else:
+        from pipeline.prefect_env import load_flows
+
+        metrics = load_flows().evaluation_flow(request, params)
     r, zs = metrics["retrieval"], metrics["zero_shot"]["argmax"]["mean_accuracy"]
+    k = max(params.ks)  # evaluate.ks need not hold 10
     print(
-        f"{request.method}: test RSUM {r['rsum']:.1f} (random {r['random_rsum']:.1f}), R@10 i2t "
-        f"{r['i2t_r10']:.1f} t2i {r['t2i_r10']:.1f}; zero-shot mean accuracy "
+        f"{request.method}: test RSUM {r['rsum']:.1f} (random {r['random_rsum']:.1f}), R@{k} i2t "
+        f"{r[f'i2t_r{k}']:.1f} t2i {r[f't2i_r{k}']:.1f}; zero-shot mean accuracy "
         f"{'n/a' if zs is None else f'{zs:.3f}'}; {metrics['seconds']:.0f} s "
         f"({', '.join(f'{k} {v:.1f}' for k, v in metrics['seconds_by_step'].items())})"
     )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+from pathlib import Path
 
+from pipeline.buildinfo import add_build_argument, build_info, record_build, summary_line
 from pipeline.config import load_section
 from pipeline.errors import run_cli
-from pipeline.shards import ShardsConfig, create_shards
+from pipeline.shards import INDEX_FILE, ShardsConfig, create_shards
 
 
 def main() -> None:
@@ -17,12 +20,20 @@ def main() -> None:
     )
     parser.add_argument("--out", required=True, help="output folder (one sub-folder per split)")
     parser.add_argument("--params", default="params.yaml")
+    add_build_argument(parser)
     args = parser.parse_args()
     cfg = load_section(ShardsConfig, "shards", args.params)
+    info = build_info()
+    print(summary_line(info))
     summary = create_shards(args.studies, args.mimic_root, args.out, cfg)
-    for split, info in summary["splits"].items():
-        print(f"{split}: {info['n_samples']} studies, {info['n_images']} images in shards")
+    for split, info_split in summary["splits"].items():
+        print(f"{split}: {info_split['n_samples']} studies, {info_split['n_images']} images in shards")
     print(f"rejected: {summary['n_rejected_studies']} studies, {summary['n_rejected_images']} images")
+    # The split indexes list every shard's sha256, so one digest over them stands for all shard bytes.
+    indexes = b"".join((Path(args.out) / split / INDEX_FILE).read_bytes() for split in cfg.splits)
+    digest = hashlib.sha256(indexes).hexdigest()
+    print(f"shards: sha256 of the split indexes {digest}")
+    record_build(args.build, "shards", info, indexes_sha256=digest)
 
 
 if __name__ == "__main__":

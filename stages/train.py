@@ -1,20 +1,49 @@
-"""DVC stage `train@{method}`: the Prefect training flow of one method → checkpoint, metrics, history."""
+"""DVC stage `train@{method}-{seed}`: the Prefect training flow of one method and seed → checkpoint,
+metrics, history. ``--in-process`` trains here without Prefect (what tests and debugging use)."""
 
 from __future__ import annotations
 
+import argparse
+
 from pipeline.errors import run_cli
-from pipeline.train import parse_request
+from pipeline.losses import LOSSES
+from pipeline.training.config import TrainRequest, resolve_config
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainRequest, bool]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("method", choices=sorted(LOSSES))
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--seed", type=int, help="training seed (default: train.seed)")
+    parser.add_argument("--shards", default="data/shards")
+    parser.add_argument("--tokenizer", default="models/tokenizer")
+    parser.add_argument("--out", required=True, help="folder for best/, run.json and the resume state/")
+    parser.add_argument("--metrics", help="best-epoch metrics JSON (default <out>/metrics.json)")
+    parser.add_argument("--history", help="per-epoch history CSV (default <out>/history.csv)")
+    parser.add_argument("--in-process", action="store_true", help="train here, without the Prefect flow")
+    args = parser.parse_args(argv)
+    request = TrainRequest(
+        args.method, args.params, args.shards, args.tokenizer, args.out, args.metrics, args.history, args.seed
+    )
+    return request, args.in_process
 
 
 def main() -> None:
-    from pipeline.flows import training_flow
+    request, in_process = parse_args()
+    cfg = resolve_config(request.method, request.params, request.tokenizer, request.seed)
+    if in_process:
+        from pipeline.training.run import launch
 
-    request = parse_request()
-    summary = training_flow(request)
+        summary = launch(request, cfg)
+    else:
+        from pipeline.prefect_env import load_flows
+
+        summary = load_flows().training_flow(request, cfg)
     val = summary["val"]
     print(
-        f"{request.method}: best epoch {summary['best_epoch']}, val RSUM {val['rsum']:.1f}, "
-        f"R@10 i2t {val['i2t_r10']:.1f} t2i {val['t2i_r10']:.1f} (random {val['random_r10']:.1f})"
+        f"{request.method} (seed {cfg.train.seed}): best epoch {summary['best_epoch']}, val RSUM "
+        f"{val['rsum']:.1f}, R@10 i2t {val['i2t_r10']:.1f} t2i {val['t2i_r10']:.1f} "
+        f"(random {val['random_r10']:.1f})"
     )
 
 

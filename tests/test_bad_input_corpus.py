@@ -242,13 +242,13 @@ EVALUATE = {
 }
 
 
-def training_argv(ws: TrainWorkspace) -> tuple[str, list[str]]:
+def training_argv(ws: TrainWorkspace) -> tuple[None, list[str]]:
     common = ["--params", "params.yaml", "--shards", "shards", "--tokenizer", "tokenizer"]
     model = f"models/{ws.method}"
     if ws.evaluate:
         outs = ["--metrics", "eval/m.json", "--plots", "eval/plots", "--figures", "eval/figures"]
-        return "pipeline.evaluate", [ws.method, *common, "--model", model, *outs]
-    return "pipeline.train", [ws.method, *common, "--out", model]
+        return None, ["stages/evaluate.py", ws.method, "--in-process", *common, "--model", model, *outs]
+    return None, ["stages/train.py", ws.method, "--in-process", *common, "--out", model]
 
 
 @pytest.fixture(scope="module")

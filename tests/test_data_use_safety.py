@@ -57,8 +57,8 @@ def assert_clean(where: str, text: str, ids: set[str], phrases: set[str]) -> Non
 @pytest.fixture(scope="module")
 def tracked_project(tmp_path_factory) -> tuple[Path, str]:
     """A tiny project trained and evaluated into its own MLflow store."""
-    from pipeline.evaluate import EvaluateRequest, run_evaluation
-    from pipeline.train import run_training
+    from pipeline.evaluation.run import EvaluateRequest, run_evaluation
+    from pipeline.training.run import run_training
 
     root, request = build_tiny_project(tmp_path_factory.mktemp("safety"), "medprobclip", epochs=1)
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -243,8 +243,8 @@ def test_training_refuses_a_crafted_resume_checkpoint(tmp_path):
     marker, state = root / "pwned", root / "models" / "clip" / "state"
     state.mkdir(parents=True)
     torch.save({"format": 1, "fingerprint": "x", "x": _Payload(marker)}, state / "last.pt")
-    argv = ["clip", "--params", "params.yaml", "--shards", "shards", "--tokenizer", "tokenizer", "--out",
-            "models/clip"]  # fmt: skip
-    run = run_entry_point(argv, root, module="pipeline.train")
+    argv = ["stages/train.py", "clip", "--in-process", "--params", "params.yaml", "--shards", "shards",
+            "--tokenizer", "tokenizer", "--out", "models/clip"]  # fmt: skip
+    run = run_entry_point(argv, root)
     assert run.code == 2 and "last.pt: unreadable checkpoint" in run.error_line(), run.err[-2000:]
     assert not marker.exists()

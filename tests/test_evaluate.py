@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -29,8 +30,8 @@ EVALUATE = {
 
 @pytest.fixture(scope="module", params=["medprobclip", "clip"])
 def trained(request, tmp_path_factory):
-    from pipeline.evaluate import EvaluateRequest
-    from pipeline.train import run_training
+    from pipeline.evaluation.run import EvaluateRequest
+    from pipeline.training.run import run_training
 
     root, train_request = build_tiny_project(tmp_path_factory.mktemp(request.param), request.param, epochs=1)
     params = yaml.safe_load(Path(train_request.params).read_text())
@@ -52,7 +53,7 @@ def trained(request, tmp_path_factory):
 
 
 def test_evaluation_writes_every_protocol_plot_table_and_figure(trained):
-    from pipeline.evaluate import run_evaluation
+    from pipeline.evaluation.run import run_evaluation
 
     _, request = trained
     returned = run_evaluation(request)
@@ -77,6 +78,7 @@ def test_evaluation_writes_every_protocol_plot_table_and_figure(trained):
     assert metrics["zero_shot"]["argmax"]["n"] == n and "macro_auroc" in metrics["zero_shot"]["binary"]
     assert {"mean_ratio_r1", "rotation_ratio_r10"} <= metrics["robustness"].keys()
     assert len(metrics["probe"]["per_label"]) == 14
+    assert_confidence_intervals(metrics)
     tables = {p.name: pd.read_csv(p) for p in Path(request.plots).glob("*.csv")}
     assert set(tables) == {"risk_coverage.csv", "reliability.csv", "robustness.csv"}
     assert tables["robustness.csv"]["severity"].tolist() == [1, 3]
@@ -87,10 +89,88 @@ def test_evaluation_writes_every_protocol_plot_table_and_figure(trained):
     assert all((Path(request.figures) / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)
 
 
+def assert_confidence_intervals(metrics: dict) -> None:
+    """Every headline number has a CI next to it (`*_ci` sections mirroring the point sections)."""
+    assert metrics["bootstrap"] == {
+        "n_resamples": 1000,
+        "seed": 0,
+        "level": 0.95,
+        "method": "percentile",
+        "unit": "test study (query)",
+        "gallery": "full test set (only queries are resampled)",
+    }
+    retrieval = {
+        k: v for k, v in metrics["retrieval"].items() if not k.startswith("random") and k != "n_queries"
+    }
+    assert (
+        set(metrics["retrieval_ci"])
+        == set(retrieval)
+        == {f"{d}_r{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}
+        | {
+            "rsum",
+            "rsum6",
+        }
+    )
+    for name, point in retrieval.items():  # percentile intervals of a mean bracket the mean
+        assert metrics["retrieval_ci"][name]["low"] <= point <= metrics["retrieval_ci"][name]["high"]
+    assert set(metrics["selective_ci"]) == set(metrics["selective"]) - {"confidence"}
+    assert set(metrics["calibration_ci"]) == {"i2t_ece", "t2i_ece"}
+    for section in ("selective_ci", "calibration_ci"):
+        assert all(set(ci) == {"low", "high"} and ci["low"] <= ci["high"] for ci in metrics[section].values())
+    zero_shot = metrics["zero_shot_ci"]
+    assert set(zero_shot["argmax"]["per_class"]) == set(metrics["zero_shot"]["argmax"]["per_class"])
+    assert set(zero_shot["binary"]["per_label"]) == set(metrics["zero_shot"]["binary"]["per_label"])
+    assert set(zero_shot["binary"]["macro_auroc"]) == {"low", "high", "n_undefined"}
+    assert set(zero_shot["binary"]["per_label"]["Edema"]) == {"auroc", "accuracy"}
+    assert 0 <= zero_shot["argmax"]["mean_accuracy"]["n_undefined"] <= 1000
+
+
+def test_bootstrap_leaves_point_estimates_alone_and_the_per_query_table_reproduces_them(trained):
+    from pipeline.comparison import PER_QUERY_COLUMNS, per_query_resamples
+    from pipeline.evaluation import evaluate, load_trained
+    from pipeline.evaluation.params import BootstrapParams
+    from pipeline.evaluation.run import evaluate_params
+    from pipeline.io import finite
+
+    _, request = trained
+    params = dataclasses.replace(evaluate_params(request.params), log_to_mlflow=False)
+    model = load_trained(Path(request.model) / "best", request.tokenizer)
+    results = [
+        evaluate(
+            model,
+            Path(request.shards),
+            dataclasses.replace(params, bootstrap=BootstrapParams(n, seed, level)),
+        )
+        for n, seed, level in ((200, 0, 0.95), (300, 1, 0.9))
+    ]
+    first, second = (r.metrics for r in results)
+    ci = {"bootstrap", "retrieval_ci", "selective_ci", "calibration_ci", "zero_shot_ci"}
+    assert {k: v for k, v in first.items() if k not in ci} == {k: v for k, v in second.items() if k not in ci}
+    assert first["retrieval_ci"] != second["retrieval_ci"] and second["bootstrap"]["level"] == 0.9
+    table = results[0].per_query
+    assert table is not None and list(table.columns) == list(PER_QUERY_COLUMNS)
+    assert len(table) == first["evaluation_set"]["n_studies"] and table["study_id"].is_unique
+    assert table.equals(results[1].per_query)
+    points = finite(
+        {
+            k: v[0]
+            for k, v in per_query_resamples(
+                table, np.arange(len(table))[None], params.ks, params.rsum_short_ks
+            ).items()
+        }
+    )
+    for name in ("i2t_r1", "t2i_r10", "rsum", "rsum6"):
+        assert points[name] == first["retrieval"][name]
+    for name in ("i2t_aurc_r1", "t2i_eaurc_r5"):
+        assert points[name] == pytest.approx(first["selective"][name], abs=1e-12)
+    for name in ("i2t_ece", "t2i_ece"):
+        assert points[name] == pytest.approx(first["calibration"][name], abs=1e-12)
+
+
 def test_evaluation_is_deterministic_and_logged_into_the_training_run(trained):
     import mlflow
 
-    from pipeline.evaluate import run_evaluation
+    from pipeline.evaluation.run import run_evaluation
     from pipeline.tracking import run_info
 
     _, request = trained
@@ -115,7 +195,7 @@ def test_evaluation_is_deterministic_and_logged_into_the_training_run(trained):
 
 
 def test_a_checkpoint_of_another_method_or_missing_shards_is_refused(trained, tmp_path):
-    from pipeline.evaluate import run_evaluation
+    from pipeline.evaluation.run import run_evaluation
 
     _, request = trained
     other = "cxrclip" if request.method == "clip" else "pcmepp"
@@ -128,7 +208,7 @@ def test_a_checkpoint_of_another_method_or_missing_shards_is_refused(trained, tm
 
 
 def test_evaluate_params_reject_typos_and_bad_choices(tmp_path):
-    from pipeline.evaluate import evaluate_params
+    from pipeline.evaluation.run import evaluate_params
 
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"evaluate": {"query_txt": "longest"}}))

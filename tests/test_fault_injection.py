@@ -182,12 +182,12 @@ def project(tmp_path_factory) -> Path:
 
 
 def train_argv(out: str) -> list[str]:
-    return ["-m", "pipeline.train", "medprobclip", "--params", "params.yaml", "--shards", "shards",
+    return [str(ROOT / "stages/train.py"), "medprobclip", "--in-process", "--params", "params.yaml", "--shards", "shards",
             "--tokenizer", "tokenizer", "--out", out]  # fmt: skip
 
 
 def evaluate_argv(model: str, out: str) -> list[str]:
-    return ["-m", "pipeline.evaluate", "medprobclip", "--params", "params.yaml", "--shards", "shards",
+    return [str(ROOT / "stages/evaluate.py"), "medprobclip", "--in-process", "--params", "params.yaml", "--shards", "shards",
             "--tokenizer", "tokenizer", "--model", model, "--metrics", f"{out}/metrics.json",
             "--plots", f"{out}/plots", "--figures", f"{out}/figures"]  # fmt: skip
 

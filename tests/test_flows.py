@@ -8,10 +8,13 @@ import json
 import pytest
 from test_train import build_tiny_project
 
-import pipeline.train as train_module
-from pipeline import flows
+import pipeline.training.run as train_module
 from pipeline.errors import PipelineError
+from pipeline.prefect_env import PREFECT_DEFAULTS, load_flows
 from pipeline.tracking import TrackingError
+from pipeline.training.config import TrainRequest, resolve_config
+
+flows = load_flows()
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +25,17 @@ def project(tmp_path_factory):
 def test_prefect_defaults_are_set_but_environment_wins():
     import os
 
-    assert flows.PREFECT_DEFAULTS["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] == "false"
-    for key in flows.PREFECT_DEFAULTS:
+    assert PREFECT_DEFAULTS["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] == "false"
+    for key in PREFECT_DEFAULTS:
         assert key in os.environ
     assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
 
 
 def test_task_function_calls_the_trainer(monkeypatch):
     seen = []
-    monkeypatch.setattr(flows, "launch", lambda request: seen.append(request) or {"ok": 1})
-    request = train_module.TrainRequest("clip", out="x")
-    assert flows.train_task.fn(request) == {"ok": 1} and seen == [request]
+    monkeypatch.setattr(flows, "launch", lambda request, cfg: seen.append((request, cfg)) or {"ok": 1})
+    request, cfg = TrainRequest("clip", out="x"), object()
+    assert flows.train_task.fn(request, cfg) == {"ok": 1} and seen == [(request, cfg)]
 
 
 def test_flow_retries_a_crash_in_epoch_two_and_resumes(project, monkeypatch, prefect_server):
@@ -50,7 +53,7 @@ def test_flow_retries_a_crash_in_epoch_two_and_resumes(project, monkeypatch, pre
         return loader
 
     monkeypatch.setattr(train_module, "create_train_loader", flaky_loader)
-    summary = flows.training_flow(request)
+    summary = flows.training_flow(request, resolve_config(request.method, request.params, request.tokenizer))
     assert summary == expected
     # epoch 0 trained once (the other two calls are length probes): the retry resumed at epoch 1
     assert calls.count(0) == 3 and calls.count(1) == 2
@@ -64,13 +67,13 @@ def test_user_errors_are_not_retried(project, monkeypatch, prefect_server):
     monkeypatch.chdir(root)
     attempts = []
 
-    def broken(req):
+    def broken(req, cfg):
         attempts.append(req)
         raise PipelineError("shards index missing: run the shards stage")
 
     monkeypatch.setattr(flows, "launch", broken)
     with pytest.raises(PipelineError, match="shards stage"):
-        flows.training_flow(request)
+        flows.training_flow(request, resolve_config(request.method, request.params, request.tokenizer))
     assert len(attempts) == 1
 
 
@@ -78,6 +81,6 @@ def test_unreachable_tracking_server_fails_before_training(project, monkeypatch)
     root, request = project
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    monkeypatch.setattr(flows, "launch", lambda req: pytest.fail("training started"))
+    monkeypatch.setattr(flows, "launch", lambda req, cfg: pytest.fail("training started"))
     with pytest.raises(TrackingError, match="unreachable"):
-        flows.training_flow.fn(request)
+        flows.training_flow.fn(request, resolve_config(request.method, request.params, request.tokenizer))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import random
 import re
 import textwrap
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from corpus import run_entry_point
 from PIL import Image
 
 from pipeline.config import ConfigError, build
@@ -310,14 +312,24 @@ def test_params_are_validated():
 
 
 def test_stage_entry_point(tmp_path):
-    from stages.synthesize import main
-
     params = tmp_path / "params.yaml"
     params.write_text("synthesize:\n  n_patients: 4\n  images: false\n  workers: 1\n")
-    assert main(["--params", str(params), "--out", str(tmp_path / "out")]) == 0
+    argv = ["stages/synthesize.py", "--params", str(params), "--out", str(tmp_path / "out")]
+    build = tmp_path / "metrics" / "synthesize_build.json"
+    assert run_entry_point([*argv, "--build", str(build)], tmp_path).code == 0
     assert (tmp_path / "out" / JPG_DIR / schema.METADATA_FILE).is_file()
+    record = json.loads(build.read_text())
+    sums = (tmp_path / "out" / JPG_DIR / schema.SHA256SUMS_FILE).read_bytes()
+    assert record["sha256sums_sha256"] == hashlib.sha256(sums).hexdigest() and record["studies"] > 0
+    assert record["numpy"] == np.__version__ and record["libjpeg_turbo"] and record["numpy_simd"]["baseline"]
+    assert not list((tmp_path / "out").rglob("*.json")), (
+        "the machine-dependent record leaked into the release"
+    )
     params.write_text("synthesize:\n  n_patients: 0\n")
-    assert main(["--params", str(params), "--out", str(tmp_path / "bad")]) == 2
+    run = run_entry_point(
+        ["stages/synthesize.py", "--params", str(params), "--out", str(tmp_path / "bad")], tmp_path
+    )
+    assert run.code == 2 and "n_patients" in run.error_line() and "Traceback" not in run.err
     assert not (tmp_path / "bad").exists()
 
 
@@ -362,3 +374,22 @@ def test_streamed_gzip_equals_one_shot_gzip():
         stream.add(chunk)
     text = "a,b\n" + "1,2\n" * 500 + "x,é\n" * 3
     assert stream.finish() == gzip.compress(text.encode(), compresslevel=6, mtime=0)
+
+
+def test_table_math_is_accurate_and_free_of_numpy_transcendentals():
+    import math
+
+    from pipeline.synthetic import detmath
+
+    x = np.linspace(0, 30, 100_001, dtype=np.float32)
+    assert np.abs(detmath.exp_neg(x) - np.exp(-x.astype(np.float64))).max() < 4e-5
+    assert detmath.exp_neg(np.zeros(3, np.float32)).tolist() == [1.0, 1.0, 1.0]
+    t = np.linspace(-2, 2, 100_001, dtype=np.float32)
+    assert np.abs(detmath.sin_turns(t) - np.sin(2 * np.pi * t.astype(np.float64))).max() < 1e-5
+    for deg in (-7.5, -1.0, 0.0, 0.3, 4.0):
+        assert detmath.tan_degrees(deg) == pytest.approx(math.tan(math.radians(deg)), abs=1e-15)
+    # The renderer must not call the SIMD-dispatched ufuncs whose last bit differs between CPUs.
+    source = Path(images.__file__).read_text()
+    assert not re.findall(
+        r"np\.(?:exp|expm1|log|log1p|sin|cos|tan|tanh|power|arctan2?)\(|\*\* ?\d*\.\d", source
+    )

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from corpus import run_entry_point
 
-from pipeline.tokenizer import TokenizerParams, save_tokenizer, train_wordpiece
-from stages import tokenizer as stage
+from pipeline.errors import PipelineError
+from pipeline.tokenizer import TokenizerParams, read_report_texts, save_tokenizer, train_wordpiece
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = [
@@ -61,13 +62,13 @@ def test_training_is_byte_identical_across_processes(tmp_path):
         save_tokenizer(train_wordpiece(TEXTS, PARAMS), {str(tmp_path / "there")!r})
         """
     )
-    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, timeout=120)
     assert digest(tmp_path / "here") == digest(tmp_path / "there")
 
 
 def test_blank_corpus_is_an_error():
-    with pytest.raises(ValueError, match="no report text"):
+    with pytest.raises(PipelineError, match="no report text"):
         train_wordpiece(["", "  ", None])
 
 
@@ -84,16 +85,19 @@ def test_stage_writes_tokenizer_from_study_csv(tmp_path):
         {"study_id": range(60), "findings": TEXTS[:60], "impression": [""] * 30 + TEXTS[60:90]}
     )
     args = write_inputs(tmp_path, frame)
-    assert stage.main([*args, "--out", str(tmp_path / "out")]) == 0
+    assert run_entry_point(["stages/tokenizer.py", *args, "--out", str(tmp_path / "out")], tmp_path).code == 0
     assert {"tokenizer.json", "tokenizer_config.json"} <= {p.name for p in (tmp_path / "out").iterdir()}
-    assert stage.read_report_texts(tmp_path / "train.csv")[:3] == [TEXTS[0], "", TEXTS[1]]
+    assert read_report_texts(tmp_path / "train.csv")[:3] == [TEXTS[0], "", TEXTS[1]]
 
 
-def test_stage_reports_bad_inputs(tmp_path, capsys):
-    args = write_inputs(tmp_path, pd.DataFrame({"study_id": [1], "findings": ["x"]}))
-    assert stage.main([*args, "--out", str(tmp_path / "out")]) == 2
-    assert "missing column(s) ['impression']" in capsys.readouterr().err
+def test_stage_reports_bad_inputs(tmp_path):
+    args = [
+        "stages/tokenizer.py",
+        *write_inputs(tmp_path, pd.DataFrame({"study_id": [1], "findings": ["x"]})),
+    ]
+    run = run_entry_point([*args, "--out", str(tmp_path / "out")], tmp_path)
+    assert run.code == 2 and run.err.startswith("error: ") and "missing column(s) ['impression']" in run.err
     (tmp_path / "params.yaml").write_text("tokenizer:\n  vocab_sise: 10\n", encoding="utf-8")
-    assert stage.main([*args, "--out", str(tmp_path / "out")]) == 2
-    assert "did you mean 'vocab_size'" in capsys.readouterr().err
+    run = run_entry_point([*args, "--out", str(tmp_path / "out")], tmp_path)
+    assert run.code == 2 and "did you mean 'vocab_size'" in run.err
     assert not (tmp_path / "out").exists()

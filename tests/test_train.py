@@ -282,7 +282,7 @@ def build_tiny_project(root, method: str = "medprobclip", epochs: int = 2):
 
     from pipeline.shards import ShardsConfig, create_shards
     from pipeline.tokenizer import TokenizerParams, save_tokenizer, train_wordpiece
-    from pipeline.train import TrainRequest
+    from pipeline.training.config import TrainRequest
 
     mimic, studies, truth = make_study_fixture(root, {"train": 16, "validate": 8})
     create_shards(
@@ -336,8 +336,8 @@ def tiny_project(tmp_path_factory):
 
 def test_run_training_writes_outputs_and_a_loadable_best_model(tiny_project, monkeypatch):
     from pipeline.models import load_model
-    from pipeline.train import run_training
     from pipeline.training.checkpoint import read_method_info
+    from pipeline.training.run import run_training
 
     root, request = tiny_project
     monkeypatch.chdir(root)
@@ -361,7 +361,7 @@ def test_run_training_writes_outputs_and_a_loadable_best_model(tiny_project, mon
 def test_resolve_config_reads_the_method_block_and_model_profile(tmp_path):
     import yaml
 
-    from pipeline.train import resolve_config
+    from pipeline.training.config import resolve_config
 
     params = {
         "train": {"epochs": 1},
@@ -384,7 +384,7 @@ def test_resolve_config_reads_the_method_block_and_model_profile(tmp_path):
 def test_a_method_block_overrides_shared_train_settings_for_that_method_only(tmp_path):
     import yaml
 
-    from pipeline.train import fingerprint, resolve_config
+    from pipeline.training.config import fingerprint, resolve_config
 
     params = {
         "train": {"epochs": 3, "lr": 3e-3},
@@ -412,7 +412,7 @@ def test_a_method_block_overrides_shared_train_settings_for_that_method_only(tmp
 
 
 def test_code_digest_changes_with_the_library_source(tmp_path):
-    from pipeline.train import code_digest
+    from pipeline.training.config import code_digest
 
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "loss.py").write_text("x = 1\n")

@@ -11,11 +11,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from test_train import TINY, FakeData
 
-from pipeline.losses import create_loss
+from pipeline.losses import LOSSES, create_loss
 from pipeline.models import create_model
 from pipeline.training.loop import TrainStep
 
-METHODS = ("clip", "cxrclip", "pcmepp", "medprobclip", "mcsl")
+METHODS = tuple(sorted(LOSSES))
 BATCH = 8
 
 

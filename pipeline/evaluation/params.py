@@ -39,6 +39,31 @@ class ProbeParams:
 
 
 @dataclass(frozen=True)
+class BootstrapParams:
+    """Paired bootstrap over test studies (`pipeline.metrics.bootstrap`): percentile CIs per metric.
+
+    The seed fixes the resamples of a test split; every method must use the same one for the comparison
+    step to pair them, which is why it is a separate setting from ``evaluate.seed``.
+    """
+
+    n_resamples: int = 1000
+    seed: int = 0
+    level: float = 0.95  # two-sided confidence level of the intervals
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.n_resamples, bool)
+            or not isinstance(self.n_resamples, int)
+            or self.n_resamples < 1
+        ):
+            raise ValueError(f"bootstrap.n_resamples must be an int >= 1, got {self.n_resamples!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"bootstrap.seed must be an int >= 0, got {self.seed!r}")
+        if isinstance(self.level, bool) or not isinstance(self.level, int | float) or not 0 < self.level < 1:
+            raise ValueError(f"bootstrap.level must lie in (0, 1), got {self.level!r}")
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     split: str = "test"  # the gallery and queries
     threshold_split: str = "validate"  # Youden thresholds (zero-shot binary protocol, probe)
@@ -52,6 +77,7 @@ class EvaluateParams:
     zero_shot: ZeroShotParams = field(default_factory=ZeroShotParams)
     robustness: RobustnessParams = field(default_factory=RobustnessParams)
     probe: ProbeParams = field(default_factory=ProbeParams)
+    bootstrap: BootstrapParams = field(default_factory=BootstrapParams)
     tsne_perplexity: float = 30.0
     tsne_max_points: int = 2000  # t-SNE on the first N test studies (its cost grows with N²)
     chunk: int = 1024  # query rows scored at once: bounds memory for large galleries

@@ -1,8 +1,9 @@
 """One method's full evaluation: embeddings → every metric of methods.md, plot tables and figures.
 
 Each protocol is one small function over the test embeddings; `evaluate` runs them in order and returns
-an `Evaluation` (metrics for JSON/MLflow, long tables for DVC plots, figures for the report). No file I/O
-beyond reading the shards.
+an `Evaluation` (metrics for JSON/MLflow, long tables for DVC plots, figures for the report, the per-query
+outcome table for the comparison step). Headline metrics get percentile bootstrap CIs over test studies
+(`pipeline.metrics.bootstrap`) in sibling ``*_ci`` sections. No file I/O beyond reading the shards.
 """
 
 from __future__ import annotations
@@ -13,15 +14,25 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.comparison import PER_QUERY_COLUMNS, per_query_resamples
 from pipeline.embedding import Embedded
 from pipeline.evaluation.params import EvaluateParams
 from pipeline.evaluation.trained import TrainedMethod
+from pipeline.io import finite
+from pipeline.metrics.bootstrap import (
+    INTERVAL_METHOD,
+    UNIT,
+    bootstrap_indices,
+    intervals,
+    zero_shot_argmax_resampled,
+    zero_shot_binary_resampled,
+)
 from pipeline.metrics.calibration import (
     expected_calibration_error,
     reliability_diagram,
@@ -36,6 +47,7 @@ from pipeline.metrics.retrieval import precision_at_k, recall_at_k, retrieval_me
 from pipeline.metrics.selective import confidence_score, selective_metrics
 from pipeline.metrics.zeroshot import (
     ZERO_SHOT_CLASSES,
+    argmax_outcomes,
     argmax_prompts,
     binary_prompt_probability,
     binary_prompts,
@@ -57,6 +69,7 @@ class Evaluation:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # DVC plot data, one wide table each
     figures: dict[str, Callable[[], Any]] = field(default_factory=dict)  # name → builds a Figure
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step (kept out of metrics)
+    per_query: pd.DataFrame | None = None  # one row per test study: comparison.PER_QUERY_COLUMNS
 
     @contextlib.contextmanager
     def timed(self, step: str) -> Iterator[None]:
@@ -80,11 +93,14 @@ def evaluate(trained: TrainedMethod, shards: Path, params: EvaluateParams) -> Ev
     with result.timed("retrieval"):
         i2t, t2i = rank(trained, test, params)
         evaluate_retrieval(result, test, i2t, t2i, params)
-        evaluate_selective(result, trained, test, i2t, t2i, params)
-        evaluate_calibration(result, trained, i2t, t2i, params)
+        confidence = evaluate_selective(result, trained, test, i2t, t2i, params)
+        top1 = evaluate_calibration(result, trained, i2t, t2i, params)
+        result.per_query = per_query_table(test, i2t, t2i, confidence, top1)
     with result.timed("zero_shot"):
         threshold = trained.embed_split(shards / params.threshold_split, params, texts=False, feat=True)
-        evaluate_zero_shot(result, trained, test, threshold, params)
+        zero_shot = evaluate_zero_shot(result, trained, test, threshold, params)
+    with result.timed("bootstrap"):
+        evaluate_bootstrap(result, result.per_query, zero_shot, params)
     with result.timed("robustness"):
         evaluate_robustness(result, trained, test, i2t, params)
     with result.timed("probe"):
@@ -137,12 +153,16 @@ def evaluate_selective(
     i2t: Ranking,
     t2i: Ranking,
     params: EvaluateParams,
-) -> None:
+) -> dict[str, torch.Tensor]:
+    """AURC / E-AURC per K and direction, the risk–coverage table and figure; returns the per-query
+    confidence of each direction (for the per-query table)."""
     kind = confidence_kind(trained, params)
     metrics: dict[str, Any] = {"confidence": kind}
     curves: dict[str, dict[str, list[float]]] = {}
+    scores: dict[str, torch.Tensor] = {}
     for direction, ranking, queries in (("i2t", i2t, test.image), ("t2i", t2i, test.text)):
-        selective = selective_metrics(ranking, confidence_score(kind, ranking, queries), params.ks)
+        scores[direction] = confidence_score(kind, ranking, queries)
+        selective = selective_metrics(ranking, scores[direction], params.ks)
         curves |= {f"{direction}_{k}": curve for k, curve in selective.pop("curves").items()}
         metrics |= {f"{direction}_{name}": value for name, value in selective.items()}
     result.metrics["selective"] = metrics
@@ -158,6 +178,7 @@ def evaluate_selective(
         return risk_coverage_figure(named, f"{trained.method}: risk–coverage ({kind} confidence)")
 
     result.figures["risk_coverage"] = figure
+    return scores
 
 
 def top1_confidence(trained: TrainedMethod, ranking: Ranking) -> torch.Tensor:
@@ -168,11 +189,14 @@ def top1_confidence(trained: TrainedMethod, ranking: Ranking) -> torch.Tensor:
 
 def evaluate_calibration(
     result: Evaluation, trained: TrainedMethod, i2t: Ranking, t2i: Ranking, params: EvaluateParams
-) -> None:
+) -> dict[str, torch.Tensor]:
+    """ECE and reliability per direction; returns the per-query top-1 confidence of each direction."""
     metrics: dict[str, float] = {}
     diagrams: dict[str, dict[str, list]] = {}
+    confidences: dict[str, torch.Tensor] = {}
     for direction, ranking in zip(DIRECTIONS, (i2t, t2i), strict=True):
         confidence, correct = top1_confidence(trained, ranking), ranking.positive_rank == 0
+        confidences[direction] = confidence
         metrics[f"{direction}_ece"] = expected_calibration_error(confidence, correct, params.calibration_bins)
         metrics[f"{direction}_mean_confidence"] = float(confidence.mean())
         metrics[f"{direction}_top1_accuracy"] = float(correct.float().mean())
@@ -190,15 +214,46 @@ def evaluate_calibration(
         return reliability_figure(diagrams["i2t"], f"{trained.method}: reliability of top-1 image→text")
 
     result.figures["reliability"] = figure
+    return confidences
+
+
+def per_query_table(
+    test: Embedded,
+    i2t: Ranking,
+    t2i: Ranking,
+    confidence: dict[str, torch.Tensor],
+    top1: dict[str, torch.Tensor],
+) -> pd.DataFrame:
+    """One row per test study (loader order): the outcomes every retrieval, selective and calibration
+    metric is a function of. Study i is image query i and text query i (the one-query-per-study
+    protocol), so both directions share the row."""
+    columns = {"study_id": test.study_id.numpy().astype(np.int64)}
+    for direction, ranking in zip(DIRECTIONS, (i2t, t2i), strict=True):
+        columns[f"{direction}_rank"] = ranking.positive_rank.cpu().numpy().astype(np.int64)
+    for direction in DIRECTIONS:
+        columns[f"{direction}_confidence"] = confidence[direction].detach().cpu().double().numpy()
+    for direction in DIRECTIONS:
+        columns[f"{direction}_top1_confidence"] = top1[direction].detach().cpu().double().numpy()
+    return pd.DataFrame(columns)[list(PER_QUERY_COLUMNS)]
+
+
+class ZeroShotOutcomes(NamedTuple):
+    """Per-study zero-shot outcomes on the test split, for the bootstrap."""
+
+    hits: np.ndarray  # [N, C] protocol (a): positive for the class and predicted as it
+    positive: np.ndarray  # [N, C] label == 1
+    probability: np.ndarray  # [N, C] protocol (b): P(present)
+    thresholds: list[float]  # [C] protocol (b): Youden thresholds chosen on the threshold split
 
 
 def evaluate_zero_shot(
     result: Evaluation, trained: TrainedMethod, test: Embedded, threshold: Embedded, params: EvaluateParams
-) -> None:
+) -> ZeroShotOutcomes:
     zs = params.zero_shot
     prompts = trained.embed_texts(argmax_prompts(ZERO_SHOT_CLASSES, zs.template))
     test_labels = class_columns(test.labels.numpy())
-    argmax = zero_shot_argmax(trained.similarity(head(test.image), prompts).numpy(), test_labels)
+    similarity = trained.similarity(head(test.image), prompts).numpy()
+    argmax = zero_shot_argmax(similarity, test_labels)
     positive, negative = (
         trained.embed_texts(p) for p in binary_prompts(ZERO_SHOT_CLASSES, zs.positive, zs.negative)
     )
@@ -209,10 +264,48 @@ def evaluate_zero_shot(
         pos, neg = trained.similarity(query, positive), trained.similarity(query, negative)
         return binary_prompt_probability(pos.numpy(), neg.numpy(), tau)
 
+    test_probability = probability(test)
     binary = zero_shot_binary(
-        probability(test), test_labels, probability(threshold), class_columns(threshold.labels.numpy())
+        test_probability, test_labels, probability(threshold), class_columns(threshold.labels.numpy())
     )
     result.metrics["zero_shot"] = {"argmax": argmax, "binary": binary}
+    hits, positive = argmax_outcomes(similarity, test_labels, len(ZERO_SHOT_CLASSES))
+    thresholds = [binary["per_label"][name]["threshold"] for name in ZERO_SHOT_CLASSES]
+    return ZeroShotOutcomes(hits, positive, test_probability, thresholds)
+
+
+def evaluate_bootstrap(
+    result: Evaluation, per_query: pd.DataFrame, zero_shot: ZeroShotOutcomes, params: EvaluateParams
+) -> None:
+    """Percentile CIs of every headline number over one shared set of study resamples (queries only; the
+    gallery stays the full test set): ``retrieval_ci``, ``selective_ci``, ``calibration_ci`` and
+    ``zero_shot_ci`` mirror the keys of their point-estimate sections. Zero-shot entries also carry
+    ``n_undefined``, the resamples skipped because a class had no positive (or no negative) study."""
+    b = params.bootstrap
+    indices = bootstrap_indices(len(per_query), b.n_resamples, b.seed)
+    values = per_query_resamples(per_query, indices, params.ks, params.rsum_short_ks, params.calibration_bins)
+    retrieval = {f"{d}_r{k}" for d in DIRECTIONS for k in params.ks} | {"rsum", "rsum6"}
+    calibration = {f"{d}_ece" for d in DIRECTIONS}
+    sections = {
+        "retrieval_ci": {k: v for k, v in values.items() if k in retrieval},
+        "selective_ci": {k: v for k, v in values.items() if k not in retrieval | calibration},
+        "calibration_ci": {k: v for k, v in values.items() if k in calibration},
+    }
+    result.metrics |= {name: intervals(tree, b.level) for name, tree in sections.items()}
+    argmax = zero_shot_argmax_resampled(zero_shot.hits, zero_shot.positive, indices, ZERO_SHOT_CLASSES)
+    binary = zero_shot_binary_resampled(
+        zero_shot.probability, zero_shot.positive, zero_shot.thresholds, indices, ZERO_SHOT_CLASSES
+    )
+    argmax["per_class"] = {name: {"accuracy": v} for name, v in argmax["per_class"].items()}
+    result.metrics["zero_shot_ci"] = intervals({"argmax": argmax, "binary": binary}, b.level, True)
+    result.metrics["bootstrap"] = {
+        "n_resamples": b.n_resamples,
+        "seed": b.seed,
+        "level": b.level,
+        "method": INTERVAL_METHOD,
+        "unit": UNIT,
+        "gallery": "full test set (only queries are resampled)",
+    }
 
 
 def evaluate_robustness(
@@ -291,16 +384,3 @@ def evaluate_embedding(result: Evaluation, test: Embedded, params: EvaluateParam
         return tsne_figure(points, labels, list(LABEL_COLUMNS), "t-SNE of test image embeddings")
 
     result.figures["tsne"] = figure
-
-
-def finite(tree: Any) -> Any:
-    """NaN/inf → None, so the JSON is valid for every reader (DVC, browsers, jq)."""
-    if isinstance(tree, dict):
-        return {k: finite(v) for k, v in tree.items()}
-    if isinstance(tree, list | tuple):
-        return [finite(v) for v in tree]
-    if isinstance(tree, float | np.floating):
-        return float(tree) if math.isfinite(tree) else None
-    if isinstance(tree, np.integer):
-        return int(tree)
-    return tree

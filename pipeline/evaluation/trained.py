@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.data import LoaderConfig, create_eval_loader, tokenize
+from pipeline.data import LoaderConfig, check_shard_resolution, create_eval_loader, tokenize
 from pipeline.embedding import Embedded, embed_loader
 from pipeline.errors import PipelineError
 from pipeline.evaluation.params import QUERY_TEXTS, EvaluateParams
@@ -46,9 +46,12 @@ class TrainedMethod:
             workers=params.workers,
             shuffle_buffer=0,
             eval_text=QUERY_TEXTS[params.query_text],
-            mean=float(self.info.get("image_mean", 0.5)),
-            std=float(self.info.get("image_std", 0.5)),
+            mean=float(self.info["image_mean"]),
+            std=float(self.info["image_std"]),
         )
+
+    def check_shards(self, split_dir: Path) -> None:
+        check_shard_resolution(split_dir, self.model.config.image.img_size)
 
     def embed_split(
         self,
@@ -93,6 +96,12 @@ def load_trained(best: str | Path, tokenizer: str | Path | None = None) -> Train
     if not (best / "method.json").is_file():
         raise PipelineError(f"{best}: no trained model (method.json missing); run the train stage first")
     info = read_method_info(best)
+    missing = [key for key in ("image_mean", "image_std") if not isinstance(info.get(key), int | float)]
+    if missing or not info.get("image_std"):
+        raise PipelineError(
+            f"{best / 'method.json'}: no usable input normalisation ({', '.join(missing) or 'image_std 0'}); "
+            "the model comes from an older trainer, so retrain it (dvc repro -f train)"
+        )
     model = load_model(best / "model")
     text = model.config.text
     if tokenizer is not None and text.name_or_path is None:

@@ -2,26 +2,25 @@
 
 loss = create_loss("medprobclip", params["losses"]["medprobclip"], embed_dim=512)
 terms = loss(model(images, input_ids, attention_mask), batch)   # {"loss": total, <term>: ...}
+
+A new method is one module here (a `ContrastiveLoss` subclass with a `name` and a `Config`) plus its block
+under ``losses:`` in params.yaml; every module of this package is imported below, so it registers itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
 from pipeline.config import ConfigError, build, suggest
-from pipeline.losses.base import ContrastiveLoss, LossInputError
-from pipeline.losses.clip import ClipLoss
-from pipeline.losses.cxrclip import CxrClipLoss
-from pipeline.losses.mcsl import McslLoss
-from pipeline.losses.medprobclip import MedProbClipLoss
-from pipeline.losses.pcmepp import PcmeppLoss
+from pipeline.losses.base import LOSSES, ContrastiveLoss, LossInputError
 from pipeline.losses.probabilistic import ProbabilisticLoss
 
-LOSSES: dict[str, type[ContrastiveLoss]] = {
-    cls.name: cls for cls in (ClipLoss, CxrClipLoss, PcmeppLoss, MedProbClipLoss, McslLoss)
-}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def loss_config(name: str, cfg: Mapping[str, Any] | Any | None = None, where: str | None = None) -> Any:
@@ -44,10 +43,23 @@ def create_loss(name: str, cfg: Mapping[str, Any] | Any | None = None, *, embed_
         raise ConfigError(f"losses.{name}: {exc}") from exc
 
 
+def display_name(name: str) -> str:
+    """How reports name method ``name`` (its class's `display_name`; the name itself if unregistered)."""
+    return LOSSES[name].display_name if name in LOSSES else name
+
+
 def _loss_class(name: str) -> type[ContrastiveLoss]:
     if name not in LOSSES:
         raise ConfigError(f"unknown loss '{name}'{suggest(name, LOSSES)}; registered: {sorted(LOSSES)}")
     return LOSSES[name]
 
 
-__all__ = ["LOSSES", "ContrastiveLoss", "LossInputError", "ProbabilisticLoss", "create_loss", "loss_config"]
+__all__ = [
+    "LOSSES",
+    "ContrastiveLoss",
+    "LossInputError",
+    "ProbabilisticLoss",
+    "create_loss",
+    "display_name",
+    "loss_config",
+]

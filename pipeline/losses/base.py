@@ -21,6 +21,11 @@ class LossInputError(ValueError):
     """The model outputs or batch do not carry what this loss needs."""
 
 
+# name → loss class: the one place a method name maps to code. A subclass that sets `name` registers itself
+# (timm's registry, without a decorator to forget); `pipeline.losses` imports every module of the package.
+LOSSES: dict[str, type[ContrastiveLoss]] = {}
+
+
 class ContrastiveLoss(nn.Module):
     """Base of the method losses: ``forward(outputs, batch) -> {"loss": total, <term>: value, ...}``.
 
@@ -30,6 +35,7 @@ class ContrastiveLoss(nn.Module):
     """
 
     name: ClassVar[str]
+    display_name: ClassVar[str]  # how tables and sentences name the method (default: `name`)
     Config: ClassVar[type]
     # A Gaussian head under a cosine loss would leave its log σ² projection without gradients (and break
     # DDP's unused-parameter check), so deterministic losses accept only the deterministic head.
@@ -37,6 +43,16 @@ class ContrastiveLoss(nn.Module):
     probabilistic: ClassVar[bool] = False
     views: ClassVar[int] = 1
     sections: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:  # an abstract intermediate (ProbabilisticLoss)
+            return
+        if cls.name in LOSSES and LOSSES[cls.name] is not cls:
+            raise TypeError(f"loss name '{cls.name}' is taken by {LOSSES[cls.name].__qualname__}")
+        if "display_name" not in cls.__dict__:
+            cls.display_name = cls.name
+        LOSSES[cls.name] = cls
 
     def __init__(self, cfg: Any, embed_dim: int | None = None) -> None:
         super().__init__()

@@ -28,6 +28,7 @@ class ClipConfig:
 
 class ClipLoss(ContrastiveLoss):
     name = "clip"
+    display_name = "CLIP"
     Config = ClipConfig
 
     def __init__(self, cfg: ClipConfig, embed_dim: int | None = None) -> None:

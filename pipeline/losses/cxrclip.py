@@ -25,6 +25,7 @@ class CxrClipConfig:
 
 class CxrClipLoss(ClipLoss):
     name = "cxrclip"
+    display_name = "CXR-CLIP"
     Config = CxrClipConfig
     views = 2
     sections = 2

@@ -57,6 +57,7 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 
 class McslLoss(ClipLoss):
     name = "mcsl"
+    display_name = "MCSL (CLIP-XRad)"
     Config = McslConfig
     views = 2
     sections = 2

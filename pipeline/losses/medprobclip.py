@@ -46,6 +46,7 @@ def initial_offset(cfg: MedProbClipConfig, embed_dim: int | None) -> float:
 
 class MedProbClipLoss(ProbabilisticLoss):
     name = "medprobclip"
+    display_name = "MedProbCLIP"
     Config = MedProbClipConfig
     views = 2
     sections = 2

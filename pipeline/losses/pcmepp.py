@@ -23,8 +23,8 @@ class PcmeppConfig:
     # log σ² of the head at init. Σσ² enters the CSD once per dimension: at 0 (σ² = 1) a D = 64 head starts
     # with d ≈ 2D, logits ≈ −5·2D, and the first steps only crush σ² to its floor; null = the model's.
     logvar_init: float | None = -5.0
-    a_init: float = 5.0
-    b_init: float = 5.0
+    a_init: float = 10.0  # paper: 5; from random init at D = 64 that collapses (params.yaml says why)
+    b_init: float = 10.0
     pseudo_positive_weight: float = 0.1
     vib_beta: float = 1e-4
     mix_fraction: float = 0.0  # share of each batch's images replaced by a mixup/cutmix sample; 0 = off
@@ -94,6 +94,7 @@ def _place(local: Tensor, n_cols: int, offset: int) -> Tensor:
 
 class PcmeppLoss(ProbabilisticLoss):
     name = "pcmepp"
+    display_name = "PCME++"
     Config = PcmeppConfig
     distance_fn = staticmethod(csd_distance)
 

@@ -4,11 +4,12 @@ probability p? Expected calibration error and reliability diagram over equal-wid
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from pipeline.metrics.ranking import Ranking
-from pipeline.metrics.selective import correct_and_confidence
+from pipeline.metrics.selective import bool_rows, correct_and_confidence
 
 ECE_BINS = 15
 
@@ -32,21 +33,46 @@ def sigmoid_top1_confidence(ranking: Ranking, a: float | Tensor, b: float | Tens
     return torch.sigmoid(a * score + b)
 
 
+def check_bins(bins: int) -> None:
+    if not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be a positive int, got {bins!r}")
+
+
 def bin_statistics(confidence: Tensor, correct: Tensor, bins: int) -> tuple[Tensor, Tensor, Tensor]:
     """Per equal-width bin of [0, 1]: count, summed correctness, summed confidence (float64).
 
     Bin b holds confidences in [b/B, (b+1)/B), except that 1.0 falls in the last bin: b = min(⌊c·B⌋, B − 1).
+    One row of `bin_statistics_batch`.
     """
-    if not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"bins must be a positive int, got {bins!r}")
+    check_bins(bins)
     correct, confidence = correct_and_confidence(correct, confidence)
+    stats = bin_statistics_batch(confidence.numpy()[None], correct.cpu().numpy()[None], bins)
+    count, hits, mass = (torch.from_numpy(s[0]) for s in stats)
+    return count, hits, mass
+
+
+def bin_statistics_batch(
+    confidence: np.ndarray, correct: np.ndarray, bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`bin_statistics` of each row of [R, N] confidence / correctness, as three float64 [R, bins] arrays:
+    the one definition of the binning, batched (numpy) so bootstrap resamples need no Python loop."""
+    check_bins(bins)
+    correct = bool_rows(correct, "correct")
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if confidence.shape != correct.shape or correct.shape[1] == 0:
+        raise ValueError(
+            f"confidence and correct must be [R, N] with N >= 1, got {confidence.shape} and {correct.shape}"
+        )
     if not ((confidence >= 0) & (confidence <= 1)).all():
         raise ValueError("confidence must lie in [0, 1] (and not be NaN)")
-    index = (confidence * bins).floor().long().clamp(max=bins - 1)
-    count = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, torch.ones_like(confidence))
-    hits = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, correct.cpu().double())
-    mass = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, confidence)
-    return count, hits, mass
+    rows = confidence.shape[0]
+    index = np.minimum(np.floor(confidence * bins).astype(np.int64), bins - 1)
+    index = (index + bins * np.arange(rows)[:, None]).ravel()
+    size = rows * bins
+    count = np.bincount(index, minlength=size).astype(np.float64)
+    hits = np.bincount(index, weights=correct.ravel().astype(np.float64), minlength=size)
+    mass = np.bincount(index, weights=confidence.ravel(), minlength=size)
+    return count.reshape(rows, bins), hits.reshape(rows, bins), mass.reshape(rows, bins)
 
 
 def expected_calibration_error(confidence: Tensor, correct: Tensor, bins: int = ECE_BINS) -> float:
@@ -54,6 +80,13 @@ def expected_calibration_error(confidence: Tensor, correct: Tensor, bins: int = 
     conf_b are the mean correctness and mean confidence in bin b, so each term is |Σ correct − Σ conf| / N."""
     count, hits, mass = bin_statistics(confidence, correct, bins)
     return ((hits - mass).abs().sum() / count.sum()).item()
+
+
+def ece_batch(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> np.ndarray:
+    """ECE [R] of each row of [R, N] confidence / correctness (see `expected_calibration_error`; equal
+    to it up to the summation order of the bins' terms)."""
+    count, hits, mass = bin_statistics_batch(confidence, correct, bins)
+    return np.abs(hits - mass).sum(1) / count.sum(1)
 
 
 def reliability_diagram(confidence: Tensor, correct: Tensor, bins: int = ECE_BINS) -> dict[str, list]:

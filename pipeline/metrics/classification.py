@@ -65,18 +65,42 @@ def _roc_counts(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
 def auroc(scores: ArrayLike, targets: ArrayLike) -> float:
     """Area under the ROC curve in its Mann–Whitney form.
 
-    AUROC = P(s⁺ > s⁻) + ½·P(s⁺ = s⁻) over all (positive, negative) pairs, computed exactly as the
-    trapezoid area under the integer ROC counts (a tied block of scores is one diagonal step, i.e. ½).
-    NaN when positives or negatives are absent (including empty input), since the pair set is empty.
+    AUROC = P(s⁺ > s⁻) + ½·P(s⁺ = s⁻) over all (positive, negative) pairs, computed exactly in integers
+    (a tied positive–negative pair counts ½). NaN when positives or negatives are absent (including empty
+    input), since the pair set is empty. One row of `auroc_batch`.
     """
     s, y = _pair(scores, targets)
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    _, fps, tps = _roc_counts(s, y)
-    twice_area = int((np.diff(fps) * (tps[1:] + tps[:-1])).sum())
-    return twice_area / (2 * n_pos * n_neg)
+    return float(auroc_batch(s[None], y[None])[0])
+
+
+def auroc_batch(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """AUROC [R] of each row of [R, N] finite scores and boolean positives (see `auroc`; NaN where a row
+    lacks positives or negatives): the one definition, batched for bootstrap resamples.
+
+    Per row: twice the area = Σ over positives of (2·#negatives scoring lower + #negatives scoring equal),
+    an exact integer, divided once by 2·n⁺·n⁻.
+    """
+    s, y = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    if s.ndim != 2 or s.shape != y.shape:
+        raise ValueError(f"scores and positive must be [R, N] of one shape, got {s.shape} and {y.shape}")
+    rows, n = s.shape
+    order = np.argsort(s, axis=1, kind="stable")
+    s, y = np.take_along_axis(s, order, 1), np.take_along_axis(y, order, 1)
+    position = np.broadcast_to(np.arange(n), (rows, n))
+    new_group = np.ones((rows, n), dtype=bool)
+    new_group[:, 1:] = s[:, 1:] != s[:, :-1]
+    last_of_group = np.ones((rows, n), dtype=bool)
+    last_of_group[:, :-1] = new_group[:, 1:]
+    starts = np.maximum.accumulate(np.where(new_group, position, 0), axis=1)
+    ends = np.minimum.accumulate(np.where(last_of_group, position, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    negatives = np.cumsum(~y, axis=1, dtype=np.int64)
+    below = np.where(starts > 0, np.take_along_axis(negatives, np.maximum(starts - 1, 0), 1), 0)
+    tied = np.take_along_axis(negatives, ends, 1) - below if n else below
+    twice_area = np.where(y, 2 * below + tied, 0).sum(1)
+    n_pos = y.sum(1)
+    pairs = 2 * n_pos * (n - n_pos)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, twice_area / np.maximum(pairs, 1), np.nan)
 
 
 def roc_curve(scores: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,12 +141,19 @@ def youden_threshold(scores: ArrayLike, targets: ArrayLike) -> float:
 
 def binary_accuracy(scores: ArrayLike, targets: ArrayLike, threshold: float) -> float:
     """Accuracy = fraction of studies with (score >= threshold) == (target == 1); NaN on empty input."""
+    hits = thresholded_correct(scores, targets, threshold)
+    if hits.size == 0:
+        return math.nan
+    return float(np.mean(hits))
+
+
+def thresholded_correct(scores: ArrayLike, targets: ArrayLike, threshold: float) -> np.ndarray:
+    """Per study, whether the thresholded prediction (score >= threshold) matches (target == 1): the
+    outcome `binary_accuracy` averages, kept per study so resamples can average it too."""
     if math.isnan(threshold):
         raise ValueError("threshold must not be NaN")
     s, y = _pair(scores, targets)
-    if s.size == 0:
-        return math.nan
-    return float(np.mean((s >= threshold) == y))
+    return (s >= threshold) == y
 
 
 def nanmean(values: Sequence[float]) -> float:

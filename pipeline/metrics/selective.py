@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -67,24 +68,83 @@ def risk_coverage(correct: Tensor, confidence: Tensor) -> tuple[Tensor, Tensor]:
     Queries enter in order of decreasing confidence. Queries of equal confidence form a group that enters
     together: at a coverage i inside a group that starts after s queries, risk(i) = (errors before the
     group + (i − s) · group error rate) / i, the expected risk over random tie-breaks. It is exact at group
-    boundaries and does not depend on the input order.
+    boundaries and does not depend on the input order. One row of `risk_coverage_batch`.
     """
     correct, confidence = correct_and_confidence(correct, confidence)
-    if confidence.isnan().any():
-        raise ValueError("confidence contains NaN")
-    order = confidence.argsort(descending=True, stable=True)
-    errors = (~correct.cpu()[order]).double()
-    _, sizes = torch.unique_consecutive(confidence[order], return_counts=True)
-    ends = sizes.cumsum(0)
-    starts = ends - sizes
-    errors_through = errors.cumsum(0)[ends - 1]
-    errors_before = torch.cat([errors_through.new_zeros(1), errors_through[:-1]])
-    group = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
-    rate = (errors_through - errors_before) / sizes
     n = len(correct)
-    answered = torch.arange(1, n + 1, dtype=torch.float64)
-    risk = (errors_before[group] + (answered - starts[group]) * rate[group]) / answered
-    return answered / n, risk
+    risk = risk_coverage_batch(correct.cpu().numpy()[None], confidence.numpy()[None])[0]
+    return torch.arange(1, n + 1, dtype=torch.float64) / n, torch.from_numpy(risk)
+
+
+def risk_coverage_batch(correct: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """Risks [B, Q] (float64) of B independent query sets given as rows of [B, Q] correctness and
+    confidence: the one definition of the curve (see `risk_coverage`). Batched, in numpy, so bootstrap
+    resamples — whose duplicated queries are exactly the ties this rule averages over — cost one sort
+    instead of B Python calls (and no torch intra-op threads, which cost more than they save here)."""
+    correct = bool_rows(correct, "correct")
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if confidence.shape != correct.shape or correct.shape[1] == 0:
+        raise ValueError(
+            f"correct and confidence must be [B, Q] with Q >= 1, got {correct.shape} and {confidence.shape}"
+        )
+    if np.isnan(confidence).any():
+        raise ValueError("confidence contains NaN")
+    n = correct.shape[1]
+    order = np.argsort(-confidence, axis=1, kind="stable")  # descending; ties keep input order
+    starts, ends = tie_groups(np.take_along_axis(confidence, order, 1))
+    cumulative = np.cumsum(~np.take_along_axis(correct, order, 1), axis=1, dtype=np.float64)
+    errors_through = np.take_along_axis(cumulative, ends, 1)
+    errors_before = np.where(starts > 0, np.take_along_axis(cumulative, np.maximum(starts - 1, 0), 1), 0.0)
+    rate = (errors_through - errors_before) / (ends - starts + 1)
+    answered = np.arange(1, n + 1, dtype=np.float64)
+    return (errors_before + (answered - starts) * rate) / answered
+
+
+def tie_groups(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each position of rows sorted by value, the first and last position of its run of equal
+    values ([R, N] int64 each)."""
+    rows, n = ordered.shape
+    position = np.broadcast_to(np.arange(n), (rows, n))
+    new_group = np.ones((rows, n), dtype=bool)
+    new_group[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    last_of_group = np.ones((rows, n), dtype=bool)
+    last_of_group[:, :-1] = new_group[:, 1:]
+    starts = np.maximum.accumulate(np.where(new_group, position, 0), axis=1)
+    ends = np.minimum.accumulate(np.where(last_of_group, position, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    return starts, np.ascontiguousarray(ends)
+
+
+def bool_rows(correct: np.ndarray, name: str) -> np.ndarray:
+    """[B, Q] boolean view of rows given as bool or 0/1 values (as `as_correct`)."""
+    correct = np.asarray(correct)
+    if correct.ndim != 2:
+        raise ValueError(f"{name} must be [B, Q], got shape {correct.shape}")
+    if correct.dtype != bool:
+        if not ((correct == 0) | (correct == 1)).all():
+            raise ValueError(f"{name} must be boolean or contain only 0 and 1")
+        correct = correct != 0
+    return correct
+
+
+def aurc_batch(correct: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """AURC [B] of each row of [B, Q] correctness / confidence (see `aurc`)."""
+    return risk_coverage_batch(correct, confidence).mean(1)
+
+
+def oracle_aurc_by_count(n: int) -> np.ndarray:
+    """[n + 1] oracle AURC of Q = n queries of which c = 0..n are correct. The oracle curve depends only on
+    c (every correct query first), so a bootstrap needs n + 1 evaluations of `aurc_batch`, not one per
+    resample: row c is `oracle_aurc` of any correctness vector with c hits."""
+    if n < 1:
+        raise ValueError(f"need n >= 1 queries, got {n}")
+    correct = np.arange(n)[None, :] < np.arange(n + 1)[:, None]
+    return aurc_batch(correct, correct.astype(np.float64))
+
+
+def excess_aurc_batch(correct: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """E-AURC [B] of each row (see `excess_aurc`): AURC minus the AURC of the oracle ordering."""
+    correct = bool_rows(correct, "correct")
+    return aurc_batch(correct, confidence) - oracle_aurc_by_count(correct.shape[1])[correct.sum(1)]
 
 
 def aurc(correct: Tensor, confidence: Tensor) -> float:

@@ -71,20 +71,12 @@ def zero_shot_argmax(
     similarity go to the first class. A class with no positive study has accuracy NaN, is left out of
     `mean_accuracy` and is counted in `n_classes_without_positives`.
     """
-    sim = finite_scores(similarity, 2, "similarity")
-    pos = positives(labels, 2, "labels")
     names = list(names)
-    if sim.shape != pos.shape or len(names) != sim.shape[1]:
-        raise ValueError(
-            f"similarity {sim.shape}, labels {pos.shape} and {len(names)} names must agree as [N, C]"
-        )
-    if sim.shape[1] == 0:
-        raise ValueError("need at least one class")
-    predicted = np.argmax(sim, axis=1)
+    hits, pos = argmax_outcomes(similarity, labels, len(names))
     per_class = {}
     for c, name in enumerate(names):
         n_pos = int(pos[:, c].sum())
-        n_correct = int((pos[:, c] & (predicted == c)).sum())
+        n_correct = int(hits[:, c].sum())
         per_class[name] = {
             "accuracy": n_correct / n_pos if n_pos else math.nan,
             "n_correct": n_correct,
@@ -97,8 +89,26 @@ def zero_shot_argmax(
         "mean_accuracy": nanmean(accuracies),
         "n_classes": evaluated,
         "n_classes_without_positives": len(names) - evaluated,
-        "n": int(sim.shape[0]),
+        "n": int(pos.shape[0]),
     }
+
+
+def argmax_outcomes(
+    similarity: ArrayLike, labels: ArrayLike, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Protocol (a) per study and class: (hit, positive), both boolean [N, C], where hit = positive for
+    the class and the arg-max prompt is that class (first class on ties). accuracy_c = Σ hit / Σ positive
+    over any multiset of studies, which is what a bootstrap resample needs."""
+    sim = finite_scores(similarity, 2, "similarity")
+    pos = positives(labels, 2, "labels")
+    if sim.shape != pos.shape or n_classes != sim.shape[1]:
+        raise ValueError(
+            f"similarity {sim.shape}, labels {pos.shape} and {n_classes} names must agree as [N, C]"
+        )
+    if sim.shape[1] == 0:
+        raise ValueError("need at least one class")
+    predicted = np.argmax(sim, axis=1)
+    return pos & (predicted[:, None] == np.arange(sim.shape[1])), pos
 
 
 def binary_prompt_probability(pos_sim: ArrayLike, neg_sim: ArrayLike, temperature: float) -> np.ndarray:

@@ -35,7 +35,7 @@ from pipeline.shards.rows import StudyRow
 class ShardsConfig:
     """The `shards` params section."""
 
-    image_size: int = 256
+    image_size: int = 128
     samples_per_shard: int = 1000
     jpeg_quality: int = 95
     resample: str = "lanczos"

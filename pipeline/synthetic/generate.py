@@ -51,9 +51,9 @@ GZIP_LEVEL = 6
 
 @dataclass(frozen=True)
 class SplitFractions:
-    train: float = 0.76
-    validate: float = 0.12
-    test: float = 0.12
+    train: float = 0.70
+    validate: float = 0.10
+    test: float = 0.20
 
     def __post_init__(self) -> None:
         values = (self.train, self.validate, self.test)
@@ -66,7 +66,7 @@ class SynthesizeParams:
     """The `synthesize` section of params.yaml."""
 
     seed: int = 42
-    n_patients: int = 500
+    n_patients: int = 600
     split_fractions: SplitFractions = field(default_factory=SplitFractions)
     image_scale: float = 0.125
     images: bool = True

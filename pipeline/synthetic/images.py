@@ -3,6 +3,10 @@
 Shapes are evaluated on a working grid of at most `WORK_ROWS` rows and upsampled, so the cost of a full
 resolution image is dominated by resizing and JPEG encoding. Image left is the patient's right (PA/AP),
 laterals face left (anterior at image left, spine at image right).
+
+The pixels must be the same on every machine, so nothing here calls numpy's transcendental ufuncs
+(`np.exp`, `np.sin`, `np.tan`, non-integer `**`), whose SIMD variants differ in the last bit from CPU to
+CPU: exp and sin come from `detmath`'s tables, x^1.5 is x*sqrt(x), and a sine threshold is a phase band.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pipeline.synthetic.detmath import exp_neg, sin_turns, tan_degrees
 from pipeline.synthetic.findings import StudyState
 
 WORK_ROWS = 200
@@ -49,7 +54,7 @@ class _Canvas:
         self.rows, self.cols = rows, cols
         y = (np.arange(rows, dtype=np.float32) + 0.5)[:, None] / rows
         x = ((np.arange(cols, dtype=np.float32) + 0.5)[None, :] / cols) * 2 - 1
-        shear = np.float32(np.tan(np.radians(rotation_deg)))
+        shear = np.float32(tan_degrees(rotation_deg))
         self.X = x + (y - 0.5) * shear
         self.Y = np.broadcast_to(y, (rows, cols))
         self.img = np.zeros((rows, cols), dtype=np.float32)
@@ -85,8 +90,8 @@ def _frontal(state: StudyState, c: _Canvas, rng: np.random.Generator) -> None:
         lung = _soft(1 - c.ellipse(cx, cy, rx, ry * 1.15), 0.15) * _soft(dome - Y, 0.01) * (yt - 0.02 < Y)
         lungs[s], domes[s] = lung.astype(np.float32), base
     lung = np.maximum(lungs[-1], lungs[1])
-    markings = 0.05 * _smooth_noise(rng, X.shape, 48) + 0.06 * np.exp(
-        -((np.abs(X) - 0.22 * tw) ** 2 + (Y - yt - 0.45 * lh) ** 2) / 0.02
+    markings = 0.05 * _smooth_noise(rng, X.shape, 48) + 0.06 * exp_neg(
+        ((np.abs(X) - 0.22 * tw) ** 2 + (Y - yt - 0.45 * lh) ** 2) / 0.02
     )
     dark = 0.34 if emph else 0.30
     ptx_free = np.ones_like(lung)
@@ -99,7 +104,7 @@ def _frontal(state: StudyState, c: _Canvas, rng: np.random.Generator) -> None:
         collapsed = _soft(1 - inner, 0.1)
         gap = lungs[s] * (1 - collapsed)
         ptx_free = 1 - gap
-        c.img += 0.3 * lungs[s] * collapsed * np.exp(-(((inner - 1) / 0.05) ** 2))  # visceral pleural edge
+        c.img += 0.3 * lungs[s] * collapsed * exp_neg(((inner - 1) / 0.05) ** 2)  # visceral pleural edge
         c.img -= 0.06 * gap
     c.img -= dark * lung
     c.img += markings * lung * ptx_free
@@ -118,11 +123,13 @@ def _frontal(state: StudyState, c: _Canvas, rng: np.random.Generator) -> None:
     hw = ctr * tw
     heart = _soft(1 - c.ellipse(0.35 * hw, yt + 0.74 * lh, hw, 0.15 + 0.2 * (ctr - 0.42)), 0.12)
     c.img = c.img * (1 - heart) + heart * np.maximum(c.img, 0.56)
-    spine_x = 0.07 * np.sin(np.pi * (Y - 0.1) / 0.7) if "scoliosis" in state.others else 0.0
+    spine_x = 0.07 * sin_turns((Y - 0.1) / 1.4) if "scoliosis" in state.others else 0.0
     spine = _soft(0.065 - np.abs(X - spine_x), 0.02) * (Y > 0.04)
-    c.img += spine * (0.08 + 0.05 * (np.sin(Y * 2 * np.pi * 17) > 0.5))
+    vertebra = (Y * 17) % 1  # sin(2π·17Y) > 0.5 exactly where this phase lies in (1/12, 5/12)
+    c.img += spine * (0.08 + 0.05 * ((vertebra > 1 / 12) & (vertebra < 5 / 12)))
     # ribs and clavicles
-    phase = (Y - 0.09 - 0.13 * (np.abs(X) / tw) ** 1.5) / (lh / 9.5)
+    across = np.abs(X) / tw
+    phase = (Y - 0.09 - 0.13 * across * np.sqrt(across)) / (lh / 9.5)
     k = np.floor(phase)
     band = ((phase - k) < 0.28) & (k >= 0) & (k < 10) & (np.abs(X) < tw) & (yt + lh + 0.03 > Y)
     if "fracture" in f:
@@ -138,7 +145,7 @@ def _frontal(state: StudyState, c: _Canvas, rng: np.random.Generator) -> None:
 
 
 def _blob(c: _Canvas, cx: float, cy: float, r: float, rng: np.random.Generator, patchy: float) -> np.ndarray:
-    g = np.exp(-c.ellipse(cx, cy, r, r * 0.8))
+    g = exp_neg(c.ellipse(cx, cy, r, r * 0.8))
     return g * (1 + patchy * _smooth_noise(rng, c.X.shape, 24))
 
 
@@ -178,7 +185,7 @@ def _frontal_findings(
     if "edema" in f:
         amp = {"mild": 0.12, "moderate": 0.2, "severe": 0.3}[f["edema"].size]
         lung = np.maximum(lungs[-1], lungs[1])
-        haze = np.exp(-((np.abs(X) - 0.2 * tw) ** 2 / 0.05 + (Y - yt - 0.5 * lh) ** 2 / 0.04))
+        haze = exp_neg((np.abs(X) - 0.2 * tw) ** 2 / 0.05 + (Y - yt - 0.5 * lh) ** 2 / 0.04)
         kerley = ((Y * 90) % 1 < 0.18) & (np.abs(X) > 0.65 * tw) & (yt + 0.65 * lh < Y)
         c.img += lung * (amp * haze + 0.5 * amp * kerley)
     if "lesion" in f:
@@ -255,7 +262,7 @@ def _lateral(state: StudyState, c: _Canvas, rng: np.random.Generator) -> None:
             y = yt + lh * _lobe_zone(f[name].location)
             c.img += amp * lung * np.clip(_blob(c, 0.25, y, 0.16, rng, 0.5), 0, 1.5)
     if "edema" in f:
-        c.img += 0.15 * lung * np.exp(-((X - 0.1) ** 2 / 0.08 + (Y - yt - 0.5 * lh) ** 2 / 0.05))
+        c.img += 0.15 * lung * exp_neg((X - 0.1) ** 2 / 0.08 + (Y - yt - 0.5 * lh) ** 2 / 0.05)
     if "lesion" in f:
         le = f["lesion"]
         r = le.size_mm / 300 * 0.9
@@ -266,6 +273,11 @@ def _lateral(state: StudyState, c: _Canvas, rng: np.random.Generator) -> None:
 
 def render(state: StudyState, view: str, rows: int, cols: int, rng: np.random.Generator) -> np.ndarray:
     """A uint8 (rows, cols) histogram-equalised radiograph of `state` seen from `view`."""
+    return equalise(render_float(state, view, rows, cols, rng))
+
+
+def render_float(state: StudyState, view: str, rows: int, cols: int, rng: np.random.Generator) -> np.ndarray:
+    """The float32 (rows, cols) intensities before quantisation (tests hash them: every bit counts)."""
     wr = min(rows, WORK_ROWS)
     wc = max(8, round(cols * wr / rows))
     c = _Canvas(wr, wc, state.anatomy.rotation_deg + (0.0 if view != "AP" else float(rng.normal(0, 1.5))))
@@ -280,6 +292,11 @@ def render(state: StudyState, view: str, rows: int, cols: int, rng: np.random.Ge
     if (wr, wc) != (rows, cols):
         img = np.asarray(Image.fromarray(img.astype(np.float32), "F").resize((cols, rows), Image.BILINEAR))
         img = img + 0.01 * rng.standard_normal(img.shape, dtype=np.float32)
+    return img
+
+
+def equalise(img: np.ndarray) -> np.ndarray:
+    """Intensities in [0, 1] → uint8 with a flat histogram, as exported radiographs look."""
     q = np.clip(img * 255.0, 0, 255).astype(np.uint8)
     cdf = np.cumsum(np.bincount(q.ravel(), minlength=256)).astype(np.float64)
     lut = np.round((cdf - cdf[0]) / max(cdf[-1] - cdf[0], 1.0) * 255.0).astype(np.uint8)

@@ -28,13 +28,13 @@ class TrainParams:
     """Optimisation, schedule, precision, parallelism and tracking settings (``train`` in params.yaml)."""
 
     profile: str | None = None  # None: model.profile
-    epochs: int = 6
+    epochs: int = 10
     batch_size: int = 32  # global batch of one micro-step (split evenly over DDP ranks)
     eval_batch_size: int = 64
     accumulation: int = 1  # micro-steps per optimiser step
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
-    warmup_steps: int = 10
+    warmup_steps: int = 20
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
