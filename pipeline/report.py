@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.comparison import metric_label
 from pipeline.metrics.zeroshot import ZERO_SHOT_CLASSES
 from pipeline.mimic.schema import LABEL_COLUMNS
 
@@ -302,9 +303,3 @@ def render(
         figures_section(list(evaluations), figures_dir, out_dir, seeds[0] if seeds else None),
     ]
     return "\n\n".join(p.strip() for p in parts if p) + "\n"
-
-
-def metric_label(metric: str) -> str:
-    from pipeline.comparison import metric_label as label
-
-    return label(metric)

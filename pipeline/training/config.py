@@ -87,18 +87,13 @@ class ResolvedConfig:
 def check_methods(params: dict[str, Any], where: str) -> None:
     """Every name under ``losses`` and in ``methods`` must be a registered loss (the registry is the one
     map from a name to code; params.yaml says which of them a repro runs)."""
-    for name in params.get("losses") or {}:
-        if name not in LOSSES:
-            raise ConfigError(
-                f"{where}:losses: unknown method '{name}'{suggest(str(name), LOSSES)}; "
-                f"the registered methods are {sorted(LOSSES)}"
-            )
-    for name in params.get("methods") or []:
-        if name not in LOSSES:
-            raise ConfigError(
-                f"{where}:methods: unknown method '{name}'{suggest(str(name), LOSSES)}; "
-                f"the registered methods are {sorted(LOSSES)}"
-            )
+    for key in ("losses", "methods"):
+        for name in params.get(key) or []:
+            if name not in LOSSES:
+                raise ConfigError(
+                    f"{where}:{key}: unknown method '{name}'{suggest(str(name), LOSSES)}; "
+                    f"the registered methods are {sorted(LOSSES)}"
+                )
 
 
 def resolve_config(
