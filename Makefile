@@ -10,7 +10,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup repro compare test test-fast lint bench
+.PHONY: setup repro compare test test-fast lint bench browser
 
 setup: $(STAMP)
 
@@ -31,7 +31,17 @@ COMPARE_SEEDS ?= [42,43,44]
 compare: $(STAMP)
 	$(BIN)/python scripts/prefect_session.py $(BIN)/dvc exp run -S 'seeds=$(COMPARE_SEEDS)'
 
-test: $(STAMP)
+# Debian's chromium + chromium-driver drive the web page in tests/test_serve_browser.py: installed with
+# apt-get when missing (CI runs as root); MEDPROBCLIP_SKIP_BROWSER=1 opts out of that test instead.
+browser:
+	@if [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/chromium ]; then :; \
+	elif [ -n "$$MEDPROBCLIP_SKIP_BROWSER" ]; then echo "browser: MEDPROBCLIP_SKIP_BROWSER set, the browser test will skip"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "browser: /usr/bin/chromedriver missing; run 'sudo apt-get install chromium chromium-driver'" \
+	  "(Debian/Ubuntu), or set MEDPROBCLIP_SKIP_BROWSER=1 to skip the browser test"; exit 1; fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

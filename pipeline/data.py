@@ -28,6 +28,7 @@ from pipeline.shards import (
     decode_study,
     iter_tar_samples,
     load_index,
+    read_splits,
     read_study_csv,
     shard_paths,
 )
@@ -321,7 +322,11 @@ class StudyCSVDataset(torch.utils.data.Dataset):
     def __init__(
         self, csv_path: str | Path, mimic_root: str | Path, split: str, image_size: int = 256
     ) -> None:
-        self.rows: list[StudyRow] = read_study_csv(csv_path, split)[0]
+        csv_path = Path(csv_path)
+        if csv_path.name == f"{split}.csv":  # a study CSV folder: refuse studies leaking across its splits
+            self.rows: list[StudyRow] = read_splits(csv_path.parent, [split])[split][0]
+        else:
+            self.rows = read_study_csv(csv_path, split)[0]
         self.mimic_root, self.image_size = str(mimic_root), image_size
 
     def __len__(self) -> int:

@@ -8,10 +8,57 @@ import sys
 from collections.abc import Callable
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# OS errors that come from the machine or the file system, not from our code: a user fixes them (space,
+# permissions, a mount, a limit), so they get one line naming the path instead of a traceback.
+ENVIRONMENT_ERRNOS = (
+    *DISK_FULL,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EFBIG,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+    errno.EIO,
+    errno.EMFILE,
+    errno.ENFILE,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EXDEV,
+    errno.ETXTBSY,
+)
+_ADVICE = {
+    errno.EROFS: "read-only file system; write the outputs to a writable folder (or remount it read-write)",
+    errno.EACCES: "permission denied; check the owner and mode of the file and its folder (`ls -ld {dir}`)",
+    errno.EPERM: "operation not permitted; check the owner and mode of the file and its folder "
+    "(`ls -ld {dir}`)",
+    errno.EFBIG: "file too large (a process file-size limit, `ulimit -f`, or the file system's maximum "
+    "file size); raise the limit or write to another file system",
+    errno.ENAMETOOLONG: "file name too long for the file system; use a shorter output path",
+    errno.ELOOP: "too many levels of symbolic links (a symlink loop); fix or remove the link",
+    errno.EIO: "input/output error from the device; check the disk (`dmesg`) and rerun",
+    errno.EMFILE: "too many open files; raise the limit (`ulimit -n`) or use fewer workers",
+    errno.ENFILE: "too many open files on the system; close other programs or use fewer workers",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; fix the path",
+    errno.EISDIR: "is a folder where a file was expected; fix the path",
+    errno.EXDEV: "cannot rename across file systems; keep the output folder on one file system",
+    errno.ETXTBSY: "the file is busy (in use by a running program); stop it and rerun",
+}
 
 
 class PipelineError(Exception):
     """A problem with the user's data, parameters or setup; its message says what to do."""
+
+
+class OutputError(PipelineError):
+    """An output could not be written (disk full, read-only, permissions, size limit, name too long).
+
+    Raised by the atomic writers in `pipeline.io`, the one door every output goes through; the message
+    names the output and says what to do. Nothing half-written is kept (temporaries are removed)."""
+
+    def __init__(self, exc: OSError, path: str | os.PathLike) -> None:
+        super().__init__(os_error_message(exc, path, writing=True))
+        self.errno = exc.errno
+        self.filename = exc.filename or str(path)
 
 
 def disk_full_message(exc: OSError) -> str:
@@ -25,12 +72,28 @@ def disk_full_message(exc: OSError) -> str:
     )
 
 
+def os_error_message(exc: OSError, path: str | os.PathLike | None = None, writing: bool = False) -> str:
+    """One line for an OS error: the file it is about (the output being written, if known) and the fix."""
+    if exc.errno in DISK_FULL:
+        if not exc.filename and path is not None:
+            exc = OSError(exc.errno, exc.strerror, str(path))
+        return disk_full_message(exc)
+    name = str(exc.filename or path or "")
+    doing = f"cannot write {path}" if writing and path is not None else "cannot use"
+    if writing and path is not None and exc.filename and str(exc.filename) != str(path):
+        doing += f" ({exc.filename})"
+    elif not writing and name:
+        doing = name
+    advice = _ADVICE.get(exc.errno or -1, exc.strerror or str(exc))
+    return f"{doing}: {advice.format(dir=os.path.dirname(name) or '.')}"
+
+
 def user_message(exc: BaseException) -> str | None:
     """The one line to show for an error the user can fix, or None for a bug (keep its traceback)."""
     if isinstance(exc, PipelineError):
         return str(exc)
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-        return disk_full_message(exc)
+    if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+        return os_error_message(exc)
     return None
 
 

@@ -4,18 +4,28 @@ Prefect gives the training run retries and visibility; DVC decides staleness, so
 persistence are off. Without ``PREFECT_API_URL`` Prefect starts a temporary local server for the run; with
 it, runs appear in that server's UI (``prefect server start --host 127.0.0.1`` → http://127.0.0.1:4200).
 Import it through `pipeline.prefect_env.load_flows`, which applies this project's Prefect settings first.
+
+The data stages' pieces (shards, sections) run here as Prefect tasks on a Dask cluster only when the
+environment asks for one (`pipeline.parallel`); the default process pool never starts Prefect.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect_dask import DaskTaskRunner
+from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.evaluation.params import EvaluateParams
 from pipeline.evaluation.run import EvaluateRequest, run_evaluation
+from pipeline.parallel import is_local_address, run_piece
 from pipeline.tracking import check_reachable, resolve_uri, run_info
 from pipeline.training.config import ResolvedConfig, TrainRequest
 from pipeline.training.run import launch
@@ -50,3 +60,48 @@ def evaluate_task(request: EvaluateRequest, params: EvaluateParams) -> dict[str,
 def evaluation_flow(request: EvaluateRequest, params: EvaluateParams, retries: int = 1) -> dict[str, Any]:
     check_reachable(run_info(request.model)["tracking_uri"])
     return evaluate_task.with_options(retries=retries, retry_delay_seconds=5)(request, params)
+
+
+@task(name="data-piece", cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=is_transient)
+def piece_task(fn: Callable[[Any], Any], item: Any) -> tuple[Any, str, dict[str, Any]]:
+    """One independent piece of a data stage (e.g. one shard), given paths, not bytes. Pieces write
+    atomically under fixed names, so a retry (or Dask re-running it after its worker died) redoes it."""
+    return run_piece(fn, item)
+
+
+@flow(name="data-pieces", persist_result=False, validate_parameters=False)
+def pieces_flow(fn: Callable[[Any], Any], items: list, desc: str, retries: int = 2) -> list:
+    piece = piece_task.with_options(retries=retries, retry_delay_seconds=1)
+    futures = [
+        piece.with_options(task_run_name=f"{desc} #{i}").submit(fn, item) for i, item in enumerate(items)
+    ]
+    position = {future.task_run_id: i for i, future in enumerate(futures)}
+    results: dict[int, Any] = {}
+    with tqdm(total=len(items), desc=desc, unit="piece", disable=None) as bar:
+        for future in as_completed(futures):
+            results[position[future.task_run_id]] = future.result()
+            bar.update()
+    return [results[i] for i in range(len(items))]
+
+
+@contextlib.contextmanager
+def shared_api(address: str) -> Iterator[None]:
+    """Without ``PREFECT_API_URL`` every Dask worker process would start a temporary Prefect server of its
+    own (30–60 s each, runs split over many databases). When the workers run on this host, start the
+    driver's temporary server now and name it in the settings Prefect forwards to the workers. Workers on
+    other hosts cannot reach its 127.0.0.1: there, set ``PREFECT_API_URL`` to a server they can reach."""
+    if PREFECT_API_URL.value() or not is_local_address(address):
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer  # the server's imports cost seconds
+
+    server = SubprocessASGIServer()
+    server.start()
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        yield
+
+
+def run_pieces_on_dask(address: str, fn: Callable[[Any], Any], items: list, desc: str) -> list:
+    """`pieces_flow` with its tasks on the Dask scheduler at `address` (`pipeline.parallel.ClusterMap`)."""
+    with shared_api(address):
+        return pieces_flow.with_options(task_runner=DaskTaskRunner(address=address))(fn, items, desc)

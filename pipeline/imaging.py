@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ IMAGE_REJECT_REASONS = (
     "truncated",  # a valid header but the pixel data ends early
     "undecodable",  # recognised format but the decoder fails
     "too_small",  # shorter side below `min_image_side` (e.g. 1x1 placeholders)
+    "too_large",  # header claims more pixels than Pillow's decompression-bomb limit (damaged/hostile)
+    "unreadable",  # the OS refuses to read it: permission denied, symlink loop, name too long, I/O error
 )
 ACCEPTED_FORMATS = ("JPEG", "PNG", "TIFF")
 RESAMPLING = {
@@ -60,19 +63,28 @@ def resolve_image_path(root: str | os.PathLike, path: str) -> Path:
     """Join a CSV image path onto `root`, refusing anything that would leave it (an `unsafe_path` reject)."""
     if not path:
         raise ImageReject("unsafe_path", "empty path")
+    if "\x00" in path:
+        raise ImageReject("unsafe_path", f"{path!r} contains a NUL byte")
     try:
         return resolve_under(root, path)
     except UnsafePathError as exc:
         raise ImageReject("unsafe_path", str(exc)) from None
+    except RuntimeError as exc:  # Python 3.11's Path.resolve reports a symlink loop this way
+        raise ImageReject("unreadable", f"{path}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise ImageReject("unreadable", f"{path}: {exc}") from None
 
 
 def read_image_bytes(path: Path) -> bytes:
+    """The file's bytes; every way the OS can refuse them is a reject of this one image."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise ImageReject("missing", str(path)) from None
     except IsADirectoryError:
         raise ImageReject("not_an_image", f"{path} is a directory") from None
+    except (OSError, ValueError) as exc:  # EACCES, ELOOP, ENAMETOOLONG, EIO, ...
+        raise ImageReject("unreadable", f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
     if not data:
         raise ImageReject("empty_file", str(path))
     return data
@@ -101,7 +113,26 @@ def to_gray8(image: Image.Image) -> Image.Image:
 def load_resized(
     data: bytes, shorter: int, min_side: int = 32, resample: str = "lanczos"
 ) -> tuple[Image.Image, ImageInfo]:
-    """Decode `data` (at reduced DCT scale when JPEG), make it 8-bit gray, resize its shorter side."""
+    """Decode `data` (at reduced DCT scale when JPEG), make it 8-bit gray, resize its shorter side.
+
+    Any failure of the decoder on these bytes is an `ImageReject` (a hostile file must not end the run);
+    a header claiming more pixels than Pillow's decompression-bomb threshold is `too_large` before any
+    pixel is decoded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return _load_resized(data, shorter, min_side, resample)
+        except ImageReject:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageReject("too_large", str(exc)) from None
+        except MemoryError:
+            raise ImageReject("too_large", "decoding it would exhaust memory") from None
+        except Exception as exc:  # any other decoder failure on these bytes is this image's problem
+            raise ImageReject("undecodable", f"{type(exc).__name__}: {exc}") from None
+
+
+def _load_resized(data: bytes, shorter: int, min_side: int, resample: str) -> tuple[Image.Image, ImageInfo]:
     if data.startswith(_JPEG_MAGIC):
         formats: tuple[str, ...] = ("JPEG",)
     else:
@@ -122,7 +153,7 @@ def load_resized(
     except OSError as exc:
         reason = "truncated" if "truncated" in str(exc) or "broken data stream" in str(exc) else "undecodable"
         raise ImageReject(reason, str(exc)) from None
-    except (ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (ValueError, SyntaxError) as exc:
         raise ImageReject("undecodable", str(exc)) from None
     drafted_size = image.size
     gray = to_gray8(image)

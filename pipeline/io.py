@@ -1,7 +1,15 @@
-"""Atomic, deterministic writers.
+"""Atomic, deterministic, locked writers.
 
 Every stage output goes through these so that an interrupted stage never leaves a half-written file that
-DVC would accept: data is written to a temporary sibling and renamed into place only when complete.
+DVC would accept: data is written to a temporary sibling and renamed into place only when complete. They
+are also the one door where output-side OS errors (full disk, read-only folder, permissions, file-size
+limit, name too long) become one line naming the output (`pipeline.errors.OutputError`).
+
+Concurrency: each write holds a `filelock` lock on its target while its temporary exists, so the stale-temp
+cleanup (which runs under that lock) can only ever see temporaries of dead writers; a stage holds
+`output_lock` on its outputs for its whole run, so a second run into the same place is refused at once.
+The lock files live in a folder of the system's temp dir keyed by the target's absolute path, never
+among the outputs (DVC hashes those folders).
 """
 
 from __future__ import annotations
@@ -18,26 +26,68 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import filelock
 import pandas as pd
 
-from pipeline.errors import DISK_FULL
+from pipeline.errors import ENVIRONMENT_ERRNOS, OutputError, PipelineError
+
+LOCK_DIR_NAME = "medprobclip-locks"
+
+
+class ConcurrentRunError(PipelineError):
+    """Another live process is writing the same output."""
 
 
 @contextlib.contextmanager
-def _naming_full_disk(path: Path) -> Iterator[None]:
-    """A write that hits a full disk says which output it was writing (`write()` errors name no file)."""
+def _output_errors(path: Path) -> Iterator[None]:
+    """An OS error of the machine or file system while writing `path` becomes one line naming it
+    (`write()` errors name no file; a bare EROFS/EFBIG/EACCES is a traceback otherwise)."""
     try:
         yield
     except OSError as exc:
-        if exc.errno in DISK_FULL and not exc.filename:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        if exc.errno in ENVIRONMENT_ERRNOS:
+            raise OutputError(exc, path) from exc
         raise
+
+
+def _lock_file(path: Path, kind: str) -> Path:
+    """Where the lock of `path` lives: outside every output folder, keyed by the absolute path."""
+    key = hashlib.sha256(f"{kind}:{os.path.abspath(path)}".encode()).hexdigest()[:32]
+    folder = Path(tempfile.gettempdir()) / LOCK_DIR_NAME
+    folder.mkdir(mode=0o1777, exist_ok=True)
+    return folder / f"{key}.lock"
+
+
+@contextlib.contextmanager
+def _locked(path: Path, kind: str, what: str) -> Iterator[None]:
+    lock = filelock.FileLock(_lock_file(path, kind), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise ConcurrentRunError(
+            f"{path}: another run is {what} it right now (lock {lock.lock_file}); wait for it to finish or "
+            "stop it, then rerun — two writers would delete each other's temporary files"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def output_lock(*paths: str | os.PathLike) -> Iterator[None]:
+    """Hold the lock of a stage's outputs for its whole run; a second run into them is refused at once."""
+    with contextlib.ExitStack() as stack:
+        for path in sorted({os.path.abspath(p) for p in paths}):
+            stack.enter_context(_locked(Path(path), "stage", "writing"))
+        yield
 
 
 def remove_stale_temps(path: Path, suffix: str = "") -> None:
     """Drop the temporary siblings a killed earlier write of `path` left behind: they would otherwise pile
     up next to the outputs, inside folders that later stages hash as dependencies. Only names of exactly
-    the shape `atomic_path`/`atomic_dir` give this target match (so `x.json`'s temp is not `x`'s)."""
+    the shape `atomic_path`/`atomic_dir` give this target match (so `x.json`'s temp is not `x`'s). Called
+    with the target's write lock held, so no live writer of `path` has a temporary here."""
     stale = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}" + re.escape(suffix) + r"\.tmp")
     for entry in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         if not stale.fullmatch(entry.name):
@@ -52,18 +102,18 @@ def remove_stale_temps(path: Path, suffix: str = "") -> None:
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path, suffix)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        with _naming_full_disk(path):
+    with _output_errors(path), _locked(path, "write", "writing"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path, suffix)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
             yield tmp_path
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+            os.chmod(tmp_path, 0o644)
+            os.replace(tmp_path, path)
+        finally:
+            tmp_path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -79,23 +129,38 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory under a temporary name and swap it into place on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        with _naming_full_disk(path):
+    with _output_errors(path), _locked(path, "write", "writing"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
             yield tmp
-        os.chmod(tmp, 0o755)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            os.chmod(tmp, 0o755)
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_parquet_input(path: str | os.PathLike, stage: str) -> pd.DataFrame:
+    """An intermediate table another stage wrote; missing or damaged means: rerun that stage."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; run the `{stage}` stage first (dvc repro {stage})")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow reports a damaged file with several exception types
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PipelineError(
+            f"{path}: unreadable ({reason}); rerun the `{stage}` stage (dvc repro -f {stage}) or restore "
+            "it (dvc checkout)"
+        ) from None
 
 
 def finite(tree: Any) -> Any:
@@ -130,17 +195,33 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def _has_carriage_return(frame: pd.DataFrame) -> bool:
+    for column in frame.columns:
+        values = frame[column]
+        textual = values.dtype == object or pd.api.types.is_string_dtype(values.dtype)
+        if textual and values.astype(str).str.contains("\r", regex=False).any():
+            return True
+    return False
+
+
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame, compression: str | None = None) -> None:
-    """CSV with LF line endings; gzip output carries no timestamp or file name so bytes are stable."""
+    """CSV with LF line endings; gzip output carries no timestamp or file name so bytes are stable.
+
+    Python's csv writer quotes a cell holding `\n` but not one holding a bare `\r` (not part of the LF
+    line terminator), and every CSV reader then splits the row there; such a table is written with every
+    text cell quoted instead (other tables keep their bytes)."""
+    import csv
+
+    quoting = csv.QUOTE_NONNUMERIC if _has_carriage_return(frame) else csv.QUOTE_MINIMAL
     if compression == "gzip":
         import gzip
 
-        data = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+        data = frame.to_csv(index=False, lineterminator="\n", quoting=quoting).encode("utf-8")
         with atomic_open(path, "wb") as fh:
             fh.write(gzip.compress(data, compresslevel=6, mtime=0))
         return
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
-        frame.to_csv(fh, index=False, lineterminator="\n")
+        frame.to_csv(fh, index=False, lineterminator="\n", quoting=quoting)
 
 
 def write_parquet(path: str | os.PathLike, frame: pd.DataFrame) -> None:

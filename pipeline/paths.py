@@ -18,6 +18,8 @@ def resolve_under(root: str | os.PathLike, path: str | os.PathLike) -> Path:
     Absolute paths are accepted only when they already lie under `root`; symlinks are resolved first, so
     a link inside the tree pointing elsewhere is refused too.
     """
+    if "\x00" in str(path):
+        raise UnsafePathError(f"{path!r}: contains a NUL byte")
     base = Path(root).resolve()
     candidate = Path(path)
     full = (candidate if candidate.is_absolute() else base / candidate).resolve()

@@ -3,8 +3,12 @@ at import), so importing any library module never changes the environment."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from types import ModuleType
+
+from pipeline import parallel
 
 PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -26,3 +30,19 @@ def load_flows() -> ModuleType:
     import pipeline.flows
 
     return pipeline.flows
+
+
+@contextlib.contextmanager
+def data_executor(workers: int = 0) -> Iterator[parallel.ClusterMap | None]:
+    """Run a data stage's `parallel_map` calls where the environment says (see `pipeline.parallel`):
+    yields None for the default process pool (no Prefect started), else the `ClusterMap` whose
+    `record()` names the workers and builds that wrote the pieces."""
+    choice = parallel.executor_from_env()
+    if choice.kind == "process":
+        yield None
+        return
+    flows = load_flows()
+    with parallel.dask_address(choice.address, workers) as address:
+        mapper = parallel.ClusterMap(address, flows.run_pieces_on_dask)
+        with parallel.use_mapper(mapper):
+            yield mapper

@@ -118,6 +118,32 @@ def selective_section(evaluations: Mapping[str, Mapping[str, Any]], ks: Sequence
     return text
 
 
+def abstention_section(evaluations: Mapping[str, Mapping[str, Any]]) -> str:
+    """The gallery stage's calibrated abstention on the test split: what a `medprobclip retrieve` user
+    gets. Empty when no evaluation carries it (evaluated without a retrieval bundle)."""
+    with_block = {m: ev for m, ev in evaluations.items() if ev.get("abstention")}
+    if not with_block:
+        return ""
+    first = next(iter(with_block.values()))["abstention"]
+    text = (
+        "## Calibrated abstention (`medprobclip retrieve`)\n\n"
+        f"Target: among accepted queries, the study's own report (image) is missing from the top "
+        f"{first['k']} of the {first['gallery_reports']}-report gallery (train + validate) at most "
+        f"{fmt(first['target_risk'])} of the time, with probability ≥ {fmt(1 - first['delta'])} "
+        "(Learn-then-Test, thresholds calibrated on the validation split). Test split: the realised risk "
+        "and coverage (share of queries answered); 'always' = risk with no abstention; a dash = the "
+        "rule abstains on every query.\n\n"
+    )
+    columns = [("confidence", "abstention.confidence")]
+    for d, name in (("i2t", "image→text"), ("t2i", "text→image")):
+        columns += [
+            (f"{name} risk", f"abstention.{d}.risk"),
+            (f"{name} coverage", f"abstention.{d}.coverage"),
+            (f"{name} always", f"abstention.{d}.risk_without_abstention"),
+        ]
+    return text + metric_table(evaluations, columns, 3) + "\n"  # a method without a bundle: dashes
+
+
 def calibration_section(evaluations: Mapping[str, Mapping[str, Any]], bins: int | None) -> str:
     columns = []
     for d in ("i2t", "t2i"):
@@ -296,6 +322,7 @@ def render(
         retrieval_section(evaluations, ks),
         zero_shot_section(evaluations),
         selective_section(evaluations, ks),
+        abstention_section(evaluations),
         calibration_section(evaluations, None),
         robustness_section(evaluations, ks),
         precision_section(evaluations, precision_ks),

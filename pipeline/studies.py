@@ -13,11 +13,17 @@ the first reason that applies, in this order (the closed set `REJECT_REASONS`):
 - ``no_frontal``: the view policy requires a PA/AP image and there is none.
 - ``no_usable_view``: the view policy excludes every image the study has.
 - ``no_report``: no report file for the study.
-- ``unreadable_report``: the report is binary or could not be read.
+- ``unreadable_report``: the report is binary or could not be read (permission denied, a symlink loop).
+- ``report_outside_root``: the report is a symbolic link (or under a linked folder) that leads out of the
+  reports tree; it is not read, as image paths that leave the image root are not.
 - ``oversized_report``: the report file is over 1 MiB (a radiology report is a few kB: this is another
   file, or many reports run together).
 - ``empty_report``: the report has no visible text.
 - ``insufficient_text``: the text policy's sections are missing.
+
+A patient must be in exactly one split (the official split is patient-disjoint): a split file that puts
+one patient's studies into two splits is an error naming them, not a reject, since every such study would
+leak between training and evaluation.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.errors import PipelineError
 from pipeline.mimic import schema
 from pipeline.mimic.views import UNKNOWN_VIEW, is_known_view, view_kind, view_name, view_rank
 
@@ -41,6 +48,7 @@ REJECT_REASONS = (
     "no_usable_view",
     "no_report",
     "unreadable_report",
+    "report_outside_root",
     "oversized_report",
     "empty_report",
     "insufficient_text",
@@ -49,12 +57,31 @@ REJECT_REASONS = (
 REPORT_REJECTS = (
     ("no_report", (), "no s<study_id>.txt for the study in the reports tree"),
     ("unreadable_report", ("binary", "unreadable"), "binary content or an unreadable file"),
+    ("report_outside_root", ("outside_root",), "a link that leads out of the reports tree"),
     ("oversized_report", ("truncated",), "report file over 1 MiB"),
     ("empty_report", ("empty",), "no visible text"),
 )
 STUDY_COLUMNS = schema.STUDY_CSV_COLUMNS
 REJECT_COLUMNS = ["study_id", "subject_id", "split", "reason", "detail"]
 TEXT_REQUIREMENTS = ("either", "findings", "impression", "both")
+
+
+class SplitLeakError(PipelineError, ValueError):
+    """The split file puts one patient into more than one split."""
+
+
+def check_patient_splits(split: pd.DataFrame, skip: set[int]) -> None:
+    """Raise SplitLeakError naming the patients whose studies (other than `skip`) lie in several splits."""
+    rows = split.loc[~split["study_id"].isin(skip), ["subject_id", "split"]].drop_duplicates()
+    per_subject = rows.groupby("subject_id")["split"].agg(lambda s: ", ".join(sorted(s)))
+    leaks = per_subject[rows.groupby("subject_id")["split"].nunique() > 1]
+    if len(leaks):
+        shown = "; ".join(f"{sid} ({names})" for sid, names in list(leaks.items())[:10])
+        raise SplitLeakError(
+            f"{schema.SPLIT_FILE}: {len(leaks)} patient(s) in more than one split: {shown}; the official "
+            "split is patient-disjoint, so their studies would leak between training and evaluation — "
+            "use the release's split file unedited (or put each patient in one split)"
+        )
 
 
 @dataclass(frozen=True)
@@ -163,6 +190,7 @@ def _check_images(
     per_study = split.groupby("study_id")["split"].nunique()
     bad = per_study.index[per_study > 1]
     rejects.add(bad, "conflicting_ids", ["images in more than one split"] * len(bad))
+    check_patient_splits(split, set(bad.tolist()))
 
     merged = metadata.merge(
         split[["dicom_id", "study_id", "subject_id", "split"]],

@@ -105,11 +105,11 @@ def save_tokenizer(tokenizer, out: str | Path) -> Path:
 def read_report_texts(path: Path) -> list[str]:
     """Findings then impression of each study of a study CSV, in file order (blank cells are dropped by
     the trainer)."""
-    import pandas as pd
+    from pipeline.shards.rows import read_study_frame
 
     if not path.is_file():
         raise PipelineError(f"{path}: training study CSV not found (run the `studies` stage first)")
-    frame = pd.read_csv(path, usecols=lambda c: c in TEXT_COLUMNS, dtype=str, keep_default_na=False)
+    frame = read_study_frame(path)
     missing = [c for c in TEXT_COLUMNS if c not in frame.columns]
     if missing:
         raise PipelineError(f"{path}: missing column(s) {missing}; expected the study CSV contract")

@@ -1,5 +1,6 @@
-"""Write the README's results paragraph from `metrics/compare.json` (never by hand): `--check` fails when
-the README's block differs from what the committed comparison says (a test runs it)."""
+"""Write the README's generated paragraphs (never by hand): the results block from `metrics/compare.json`
+and the abstention block from each method's first-seed evaluation. `--check` fails when the README differs
+from what the committed metrics say (a test runs it)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 from pipeline.report import interval, metric_label
 
 START, END = "<!-- results:start (scripts/readme_results.py) -->", "<!-- results:end -->"
+ABSTAIN_START = "<!-- abstention:start (scripts/readme_results.py) -->"
+ABSTAIN_END = "<!-- abstention:end -->"
 
 
 def paragraph(comparison: dict) -> str:
@@ -32,12 +35,61 @@ def paragraph(comparison: dict) -> str:
     return "\n".join(lines)
 
 
-def render(readme: str, comparison: dict) -> str:
-    head, _, rest = readme.partition(START)
-    _, _, tail = rest.partition(END)
-    if not rest or END not in rest:
-        raise SystemExit(f"README.md: no {START} … {END} block")
-    return f"{head}{START}\n{paragraph(comparison)}\n{END}{tail}"
+def load_abstention(metrics_dir: Path, comparison: dict) -> dict[str, dict]:
+    """Each method's abstention block of its first seed's evaluation (what `retrieve` users get)."""
+    seed = comparison["seeds"][0]
+    found = {}
+    for method in comparison.get("method_order") or list(comparison["methods"]):
+        path = metrics_dir / "evaluate" / method / f"seed{seed}.json"
+        block = json.loads(path.read_text(encoding="utf-8")).get("abstention")
+        if block:
+            found[method] = block
+    return found
+
+
+def _share(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.0f} %"
+
+
+def _risk(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def abstention_paragraph(comparison: dict, abstention: dict[str, dict]) -> str:
+    if not abstention:
+        return "No evaluation carries an abstention result (run `dvc repro`)."
+    names, first = comparison["display_names"], next(iter(abstention.values()))
+    seed = comparison["seeds"][0]
+    lines = [
+        f"On the test split (synthetic data, seed {seed}, K = {first['k']}, target {first['target_risk']}, "
+        f"δ {first['delta']}; one test set of {comparison['n_studies']} studies, so ±0.03 is noise):",
+        "",
+        "| method | confidence | image→text answered | risk | text→image answered | risk |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, block in abstention.items():
+        i2t, t2i = block["i2t"], block["t2i"]
+        lines.append(
+            f"| {names[method]} | {block['confidence']} | {_share(i2t['coverage'])} | {_risk(i2t['risk'])} "
+            f"| {_share(t2i['coverage'])} | {_risk(t2i['risk'])} |"
+        )
+    lines += ["", "A dash: no threshold was certified, so that direction abstains on every query."]
+    return "\n".join(lines)
+
+
+def _replace(readme: str, start: str, end: str, body: str) -> str:
+    head, _, rest = readme.partition(start)
+    if not rest or end not in rest:
+        raise SystemExit(f"README.md: no {start} … {end} block")
+    _, _, tail = rest.partition(end)
+    return f"{head}{start}\n{body}\n{end}{tail}"
+
+
+def render(readme: str, comparison: dict, abstention: dict[str, dict] | None = None) -> str:
+    readme = _replace(readme, START, END, paragraph(comparison))
+    if abstention is None:
+        return readme
+    return _replace(readme, ABSTAIN_START, ABSTAIN_END, abstention_paragraph(comparison, abstention))
 
 
 def main() -> None:
@@ -47,7 +99,9 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="exit 1 if the README's block is out of date")
     args = parser.parse_args()
     readme = args.readme.read_text(encoding="utf-8")
-    updated = render(readme, json.loads(args.comparison.read_text(encoding="utf-8")))
+    comparison = json.loads(args.comparison.read_text(encoding="utf-8"))
+    abstention = load_abstention(args.comparison.parent, comparison)
+    updated = render(readme, comparison, abstention)
     if args.check:
         if updated != readme:
             sys.exit(

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-import pandas as pd
-
 from pipeline.config import load_section
 from pipeline.errors import run_cli
-from pipeline.io import write_json, write_parquet
+from pipeline.io import output_lock, read_parquet_input, write_json, write_parquet
 from pipeline.mimic.labels import LabelsParams, build_labels
 
 
@@ -21,9 +19,11 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_section(LabelsParams, "labels", args.params)
-    labels, metrics = build_labels(pd.read_parquet(args.sections), args.mimic_root, params)
-    write_parquet(args.out, labels)
-    write_json(args.metrics, metrics)
+    with output_lock(args.out, args.metrics):
+        sections = read_parquet_input(args.sections, "sections")
+        labels, metrics = build_labels(sections, args.mimic_root, params)
+        write_parquet(args.out, labels)
+        write_json(args.metrics, metrics)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 from pipeline.buildinfo import add_build_argument, build_info, record_build, summary_line
 from pipeline.config import load_section
 from pipeline.errors import run_cli
+from pipeline.prefect_env import data_executor
 from pipeline.shards import INDEX_FILE, ShardsConfig, create_shards
 
 
@@ -25,7 +26,9 @@ def main() -> None:
     cfg = load_section(ShardsConfig, "shards", args.params)
     info = build_info()
     print(summary_line(info))
-    summary = create_shards(args.studies, args.mimic_root, args.out, cfg)
+    # Where the pieces run (process pool, or a Dask cluster via DASK_SCHEDULER_ADDRESS) is not a param.
+    with data_executor(cfg.workers) as cluster:
+        summary = create_shards(args.studies, args.mimic_root, args.out, cfg)
     for split, info_split in summary["splits"].items():
         print(f"{split}: {info_split['n_samples']} studies, {info_split['n_images']} images in shards")
     print(f"rejected: {summary['n_rejected_studies']} studies, {summary['n_rejected_images']} images")
@@ -33,7 +36,8 @@ def main() -> None:
     indexes = b"".join((Path(args.out) / split / INDEX_FILE).read_bytes() for split in cfg.splits)
     digest = hashlib.sha256(indexes).hexdigest()
     print(f"shards: sha256 of the split indexes {digest}")
-    record_build(args.build, "shards", info, indexes_sha256=digest)
+    executor = cluster.record() if cluster else {"executor": "process"}
+    record_build(args.build, "shards", info, indexes_sha256=digest, **executor)
 
 
 if __name__ == "__main__":

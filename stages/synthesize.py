@@ -10,6 +10,7 @@ from pathlib import Path
 from pipeline.buildinfo import add_build_argument, build_info, record_build, summary_line
 from pipeline.config import load_section
 from pipeline.errors import run_cli
+from pipeline.io import output_lock
 from pipeline.mimic import schema
 from pipeline.synthetic.generate import JPG_DIR, SynthesizeParams, synthesize
 
@@ -24,7 +25,8 @@ def main() -> None:
     info = build_info()
     print(summary_line(info))
     start = time.perf_counter()
-    counts = synthesize(params, args.out)
+    with output_lock(args.out):
+        counts = synthesize(params, args.out)
     summary = ", ".join(f"{k}={v}" for k, v in counts.items())
     print(f"synthesize: {summary} -> {args.out} in {time.perf_counter() - start:.1f}s")
     sums = Path(args.out) / JPG_DIR / schema.SHA256SUMS_FILE

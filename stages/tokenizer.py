@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipeline.config import load_section
 from pipeline.errors import run_cli
+from pipeline.io import output_lock
 from pipeline.tokenizer import TokenizerParams, read_report_texts, save_tokenizer, train_wordpiece
 
 
@@ -17,8 +18,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     params = load_section(TokenizerParams, "tokenizer", args.params)
-    tokenizer = train_wordpiece(read_report_texts(args.train_csv), params)
-    save_tokenizer(tokenizer, args.out)
+    with output_lock(args.out):
+        tokenizer = train_wordpiece(read_report_texts(args.train_csv), params)
+        save_tokenizer(tokenizer, args.out)
     print(f"tokenizer: {len(tokenizer)} tokens -> {args.out}")
 
 

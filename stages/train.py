@@ -4,10 +4,24 @@ metrics, history. ``--in-process`` trains here without Prefect (what tests and d
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from pipeline.errors import run_cli
+from pipeline.io import output_lock
 from pipeline.losses import LOSSES
-from pipeline.training.config import TrainRequest, resolve_config
+from pipeline.training.config import ResolvedConfig, TrainRequest, resolve_config
+
+
+def preflight(request: TrainRequest, cfg: ResolvedConfig) -> None:
+    """The user errors that can be found without training, found before any Prefect server starts (it
+    takes seconds, and an error raised inside a flow reaches the user behind Prefect's log and traceback)."""
+    from pipeline.models.encoders import load_tokenizer
+    from pipeline.shards import load_index
+
+    cfg.train.local_batch(cfg.train.world_size)  # batch divisible by the DDP ranks
+    for split in ("train", "validate"):
+        load_index(Path(request.shards) / split)
+    load_tokenizer(cfg.model.text)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainRequest, bool]:
@@ -31,14 +45,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainRequest, bool]:
 def main() -> None:
     request, in_process = parse_args()
     cfg = resolve_config(request.method, request.params, request.tokenizer, request.seed)
-    if in_process:
-        from pipeline.training.run import launch
+    preflight(request, cfg)
+    with output_lock(request.out, request.metrics_path, request.history_path):
+        if in_process:
+            from pipeline.training.run import launch
 
-        summary = launch(request, cfg)
-    else:
-        from pipeline.prefect_env import load_flows
+            summary = launch(request, cfg)
+        else:
+            from pipeline.prefect_env import load_flows
 
-        summary = load_flows().training_flow(request, cfg)
+            summary = load_flows().training_flow(request, cfg)
+    if not summary:  # a multi-node run: global rank 0 ran on another node and reports there
+        return
     val = summary["val"]
     print(
         f"{request.method} (seed {cfg.train.seed}): best epoch {summary['best_epoch']}, val RSUM "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 from collections.abc import Callable
 
@@ -199,9 +200,128 @@ def wrong_reports_root(ws: Workspace) -> list[int]:
     return []
 
 
+def patient_in_two_splits(ws: Workspace) -> list[int]:
+    """A train study re-filed (in both files) under a patient of the test split: that patient is then in
+    two splits, which the official, patient-disjoint split never does."""
+    moved, test_patient = ws.kept(k=8), str(ws.kept("test")["subject_id"])
+    for name in (schema.SPLIT_FILE, schema.METADATA_FILE):
+        ws.release.edit(
+            name,
+            lambda f: f.assign(
+                subject_id=f["subject_id"].where(f["study_id"] != str(_sid(moved)), test_patient)
+            ),
+        )
+    return []
+
+
+def header_only(file: str):
+    def corrupt(ws: Workspace) -> list[int]:
+        ws.release.edit(file, lambda f: f.iloc[:0])
+        return []
+
+    return corrupt
+
+
+def not_gzip(file: str):
+    """The plain CSV saved under the `.gz` name (a browser that unpacked the download)."""
+
+    def corrupt(ws: Workspace) -> list[int]:
+        path = ws.release.root / file
+        path.write_bytes(gzip.decompress(path.read_bytes()))
+        return []
+
+    return corrupt
+
+
+def latin1_header(file: str):
+    def corrupt(ws: Workspace) -> list[int]:
+        path = ws.release.root / file
+        data = gzip.decompress(path.read_bytes())
+        data = (
+            data.replace(b"Atelectasis", b"Atelectasis \xe9", 1) if b"Atelectasis" in data else b"\xe9" + data
+        )
+        path.write_bytes(gzip.compress(data, mtime=0))
+        return []
+
+    return corrupt
+
+
+def latin1_row(file: str):
+    def corrupt(ws: Workspace) -> list[int]:
+        path = ws.release.root / file
+        data = gzip.decompress(path.read_bytes())
+        lines = data.split(b"\n")
+        lines[3] = lines[3].replace(b",", b",\xe9", 1)
+        path.write_bytes(gzip.compress(b"\n".join(lines), mtime=0))
+        return []
+
+    return corrupt
+
+
+def latin1_image_list(ws: Workspace) -> list[int]:
+    listing = ws.release.root / schema.IMAGE_FILENAMES_FILE
+    listing.write_bytes(listing.read_bytes() + b"files/p10/caf\xe9.jpg\n")
+    return []
+
+
+def report_link(target: Callable[[Workspace, dict], object]):
+    """Replace the k-th kept study's report by a symbolic link to what `target` returns."""
+
+    def corrupt(ws: Workspace) -> list[int]:
+        row = ws.kept(k=4)
+        path = ws.release.report(_sid(row))
+        dest = target(ws, row)
+        path.unlink()
+        path.symlink_to(dest)
+        return [_sid(row)]
+
+    return corrupt
+
+
+def outside_copy(ws: Workspace, row: dict):
+    outside = ws.path / "elsewhere.txt"
+    outside.write_bytes(ws.release.report(_sid(row)).read_bytes())
+    return outside
+
+
+def inside_copy(ws: Workspace, row: dict):
+    inside = ws.release.reports / "files" / "moved" / f"s{_sid(row)}.txt"
+    inside.parent.mkdir()
+    inside.write_bytes(ws.release.report(_sid(row)).read_bytes())
+    return inside
+
+
+def itself(ws: Workspace, row: dict):
+    return ws.release.report(_sid(row))
+
+
+def subject_folder_loop(ws: Workspace) -> list[int]:
+    """A patient's report folder replaced by a symbolic link to itself (ELOOP on every access)."""
+    row = ws.kept(k=5)
+    folder = ws.release.report(_sid(row)).parent
+    kept = {
+        int(s)
+        for f in ws.good["studies"].values()
+        for s in f.loc[f["subject_id"] == str(row["subject_id"]), "study_id"]
+    }
+    shutil.rmtree(folder)
+    folder.symlink_to(folder.name)
+    return sorted(kept)
+
+
+def raw_params(text: bytes | Callable[[bytes], bytes]):
+    def corrupt(ws: Workspace) -> list[int]:
+        old = ws.params.read_bytes()
+        ws.params.write_bytes(text(old) if callable(text) else text)
+        return []
+
+    return corrupt
+
+
 # -- the corpus ---------------------------------------------------------------------------------------
 
 META, SPLIT, CHEXPERT = schema.METADATA_FILE, schema.SPLIT_FILE, schema.CHEXPERT_FILE
+NEGBIO = schema.NEGBIO_FILE
 REDOWNLOAD = "re-download it and check it against SHA256SUMS.txt"
 
 RELEASE_CASES = [
@@ -263,4 +383,43 @@ RELEASE_CASES = [
          Fails("labels", ("params.yaml:labels: source must be one of",))),
     Case("params: missing section", params_edit(lambda p: p.pop("sections")),
          Fails("sections", ("section 'sections' is missing",))),
+    # -- round 2 (issue 17) ----------------------------------------------------------------------------
+    # 1. split leakage
+    Case("split: a patient in two splits", patient_in_two_splits,
+         Fails("studies", (SPLIT, r"1 patient\(s\) in more than one split: \d{8} \(test, train\)", "patient-disjoint"))),
+    # 3. one bad file in the reports tree is a counted reject, never the end of the scan
+    Case("report: symlink loop", report_link(itself), Rejected("unreadable_report")),
+    Case("reports tree: a patient folder that is a symlink loop", subject_folder_loop, Rejected("no_report")),
+    # 4. damaged label files name the file and say what to do
+    Case("labels: truncated gzip", truncate_file(CHEXPERT), Fails("labels", (CHEXPERT, "truncated or corrupt", REDOWNLOAD))),
+    Case("labels: not gzip", not_gzip(CHEXPERT), Fails("labels", (CHEXPERT, "cannot decompress", REDOWNLOAD))),
+    Case("labels: empty file", empty_file(CHEXPERT), Fails("labels", (CHEXPERT, "file is empty", REDOWNLOAD))),
+    Case("labels: non-UTF-8 header", latin1_header(CHEXPERT),
+         Fails("labels", (CHEXPERT, r"line 1: not UTF-8 text \(byte 0xe9\)", REDOWNLOAD))),
+    Case("labels: header and no rows", header_only(CHEXPERT), Fails("labels", (CHEXPERT, "header but no rows"))),
+    Case("labels: negbio damaged (only used for agreement)", truncate_file(NEGBIO), Kept()),
+    Case("split: not gzip", not_gzip(SPLIT), Fails("studies", (SPLIT, "cannot decompress", REDOWNLOAD))),
+    Case("metadata: non-UTF-8 byte in a row", latin1_row(META), Fails("studies", (META, r"line 4: not UTF-8"))),
+    Case("IMAGE_FILENAMES: not UTF-8", latin1_image_list,
+         Fails("studies", (schema.IMAGE_FILENAMES_FILE, r"line \d+: not UTF-8"))),
+    # 8. params.yaml types
+    Case("params: invalid YAML", raw_params(b"sections: {workers: 1\nlabels: []\n"),
+         Fails("sections", (r"params.yaml: line \d+, column \d+: invalid YAML",))),
+    Case("params: not UTF-8", raw_params(lambda b: b.replace(b"sections:", b"# caf\xe9\nsections:", 1)),
+         Fails("sections", (r"params.yaml: line \d+: not UTF-8 text; save the file as UTF-8",))),
+    Case("params: a key given twice", raw_params(lambda b: b + b"sections:\n  workers: 2\n"),
+         Fails("sections", (r"params.yaml: line \d+, column \d+: invalid YAML \(key 'sections' appears twice",))),
+    Case("params: float for an integer", params_edit(lambda p: p["studies"].update(views={"max_images": 2.5})),
+         Fails("studies", (r"params.yaml:studies.views.max_images: expected an integer, got 2.5 \(float\)",))),
+    Case("params: quoted 'false'", params_edit(lambda p: p["studies"].update(check_image_list="false")),
+         Fails("studies", (r"params.yaml:studies.check_image_list: expected true or false, got 'false'", "quoted"))),
+    Case("params: a section that is not a mapping", params_edit(lambda p: p.update(labels="chexpert")),
+         Fails("labels", (r"params.yaml:labels: expected a mapping, got 'chexpert'",))),
+    Case("params: negative workers", params_edit(lambda p: p["sections"].update(workers=-1)),
+         Fails("sections", (r"params.yaml:sections.workers: must be 0 \(all cores\) or a positive number of processes, got -1",))),
+    # 10. smaller ones
+    Case("metadata: header and no rows", header_only(META), Fails("studies", (META, "header but no rows", REDOWNLOAD))),
+    Case("report: symlink to a file outside the reports tree", report_link(outside_copy),
+         Rejected("report_outside_root")),
+    Case("report: symlink inside the reports tree", report_link(inside_copy), Kept()),
 ]  # fmt: skip

@@ -202,13 +202,13 @@ def test_image_and_study_csv_inputs(case: Case, good: Workspace, tmp_path: Path)
     # Accounting: every study CSV row is a shard sample or a study-level reject; every image is kept or rejected.
     rows = study_csv_ids(ws)
     assert len(samples) + len(study_rejects) == len(rows) == summary["n_studies_in"]
-    assert {int(k[1:]) for k in samples} | set(study_rejects["study_id"].astype(int)) == set(rows)
+    assert {int(k[1:]) for k in samples} | set(map(int, study_rejects["study_id"])) == set(rows)
     kept_images = sum(1 for s in samples.values() for ext in s if ext.startswith("img"))
     assert kept_images + summary["n_rejected_images"] == summary["n_images_in"]
     if isinstance(expect, Rejected):
         assert expect.reason in set(rejects["reason"]), rejects
         if touched:
-            assert set(rejects["study_id"].astype(int)) == touched, rejects
+            assert set(map(int, rejects["study_id"])) == touched, rejects
     else:
         assert rejects.empty, rejects
         formats = {k: v for split in summary["splits"].values() for k, v in split["image_formats"].items()}
@@ -287,3 +287,33 @@ def test_training_and_evaluation_inputs(case: Case, trained: Path, tmp_path: Pat
     assert all(p.exists() for p in outputs)
     if not ws.evaluate:
         assert json.loads((ws.model / "metrics.json").read_text())["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("evaluate", "edit", "pattern"),
+    [
+        (False, {"batch_size": 0}, r"params.yaml:train: batch_size must be >= 1"),
+        (False, {"epochs": 2.0}, r"params.yaml:train.epochs: expected an integer"),
+        (True, {"ks": [0.5]}, r"params.yaml:evaluate.ks\[0\]: expected an integer"),
+    ],
+)
+def test_training_params_are_checked_before_any_server_starts(
+    trained: Path, tmp_path: Path, monkeypatch, evaluate, edit, pattern
+):
+    """Without --in-process the stages run Prefect flows; a params error must be found before the flows
+    (and the Prefect server, 12-20 s) are even imported, with no traceback and no `:train:` emoji."""
+    import shutil
+
+    import pipeline.prefect_env
+
+    def no_flows():
+        raise AssertionError("the Prefect flows were loaded before the parameters were checked")
+
+    monkeypatch.setattr(pipeline.prefect_env, "load_flows", no_flows)
+    shutil.copytree(trained, tmp_path / "ws")
+    ws = TrainWorkspace(tmp_path / "ws", evaluate=evaluate)
+    ws.edit_params(lambda p: p["evaluate" if evaluate else "train"].update(edit))
+    _, argv = training_argv(ws)
+    argv.remove("--in-process")
+    run = run_entry_point(argv, ws.path)
+    assert_clean_failure(run, Case("prefect", lambda w: [], Fails("train", (pattern,))))

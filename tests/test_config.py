@@ -49,3 +49,72 @@ def test_labels_section(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_section(StudiesParams, "studies", tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # strict types, every message naming params.yaml:section.key and what is expected
+        (
+            "studies:\n  views:\n    max_images: 2.0\n",
+            r"studies.views.max_images: expected an integer, got 2.0",
+        ),
+        (
+            "studies:\n  check_image_list: 'false'\n",
+            r"studies.check_image_list: expected true or false, got 'false'",
+        ),
+        (
+            "studies:\n  check_image_list: 1\n",
+            r"studies.check_image_list: expected true or false, got 1 \(int\)",
+        ),
+        ("studies:\n  path_style: 3\n", r"studies.path_style: expected a string, got 3 \(int\)"),
+        ("labels:\n  sections: impression\n", r"labels.sections: expected a list"),
+        ("labels:\n  sections: [impression, 3]\n", r"labels.sections\[1\]: expected a string, got 3"),
+        ("labels:\n  workers: yes\n", r"labels.workers: expected an integer, got True \(bool\)"),
+        (
+            "shards:\n  max_reject_fraction: 1e-2\n",
+            r"shards.max_reject_fraction: expected a number, got '1e-2'.*decimal point",
+        ),
+        ("shards:\n  seed: -1\n", r"shards.seed: a seed must lie in 0 … 4294967295, got -1"),
+        ("shards:\n  seed: 4294967296\n", r"shards.seed: a seed must lie in 0"),
+        ("shards:\n  splits: []\n", r"shards: splits is empty"),
+        ("shards: 3\n", r"shards: expected a mapping, got 3 \(int\)"),
+    ],
+)
+def test_types_are_strict_and_name_the_key(tmp_path, text, message):
+    from pipeline.shards import ShardsConfig
+
+    schema = {"studies": StudiesParams, "labels": LabelsParams, "shards": ShardsConfig}[text.split(":")[0]]
+    with pytest.raises(ConfigError, match=message) as info:
+        load_section(schema, text.split(":")[0], write(tmp_path, text))
+    assert str(info.value).startswith(str(tmp_path / "params.yaml")) and "\n" not in str(info.value)
+
+
+def test_ints_stand_for_floats_and_lists_for_tuples(tmp_path):
+    from pipeline.shards import ShardsConfig
+
+    cfg = load_section(
+        ShardsConfig, "shards", write(tmp_path, "shards:\n  max_reject_fraction: 1\n  splits: [test]\n")
+    )
+    assert cfg.max_reject_fraction == 1.0 and isinstance(cfg.max_reject_fraction, float)
+    assert cfg.splits == ("test",)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"studies: {views: [\n", r"params.yaml: line 2, column 1: invalid YAML"),
+        (b"studies:\n\tviews: {}\n", r"params.yaml: line 2, column 1: invalid YAML"),
+        (b"# caf\xe9\nstudies: {}\n", r"params.yaml: line 1: not UTF-8 text; save the file as UTF-8"),
+        (
+            b"studies: {}\nlabels: {}\nstudies: {}\n",
+            r"line 3, column 1: invalid YAML \(key 'studies' appears twice",
+        ),
+        (b"- studies\n", r"expected a mapping of sections"),
+    ],
+)
+def test_unreadable_params_files(tmp_path, data, message):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match=message):
+        load_section(StudiesParams, "studies", path)

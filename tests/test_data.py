@@ -5,6 +5,7 @@ import math
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -23,6 +24,7 @@ from pipeline.data import (
     epoch_ranges,
     frontal_index,
 )
+from pipeline.errors import PipelineError
 from pipeline.mimic import schema
 from pipeline.shards import ShardsConfig, create_shards, decode_study, iter_tar_samples, load_index
 from pipeline.textaug import augment_text, is_negation
@@ -286,3 +288,14 @@ def test_batched_corruption_matches_one_image_at_a_time():
         single = torch.stack([create_corruption(name, 4)(images[i], int(seeds[i])) for i in range(3)])
         torch.testing.assert_close(batched, single, rtol=0, atol=1e-6)
         assert not torch.equal(batched[0], create_batch_corruption(name, 4)(images[1:2], seeds[:1])[0])
+
+
+def test_csv_dataset_refuses_a_study_leaking_into_another_split(world, tmp_path):
+    _, mimic, studies, _, _ = world
+    leaky = tmp_path / "studies"
+    leaky.mkdir()
+    train = pd.read_csv(studies / "train.csv", dtype=str, keep_default_na=False)
+    train.to_csv(leaky / "train.csv", index=False)
+    train.iloc[:1].assign(split="test").to_csv(leaky / "test.csv", index=False)  # a training study copied
+    with pytest.raises(PipelineError, match="more than one split"):
+        StudyCSVDataset(leaky / "train.csv", mimic, "train", image_size=40)

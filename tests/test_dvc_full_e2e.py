@@ -77,7 +77,7 @@ def project(tmp_path_factory) -> Path:
     run(where, "git", "init", "-q")
     run(where, str(Path(sys.executable).parent / "dvc"), "init", "-q")
     log = dvc(where, "repro")
-    assert ran(log) >= runs("train") | runs("evaluate") | {"compare", "report"}
+    assert ran(log) >= runs("train") | runs("gallery") | runs("evaluate") | {"compare", "register", "report"}
     run(where, "git", "add", "-A")
     run(where, "git", "commit", "-qm", "baseline")
     return where
@@ -107,8 +107,10 @@ def test_report_and_metrics_cover_every_method(project: Path):
 
 def test_one_method_param_retrains_only_that_method(project: Path):
     log = dvc(project, "exp", "run", "-S", "losses.medprobclip.lambda_text=0.5")
-    assert ran(log) == runs("train", ["medprobclip"]) | runs("evaluate", ["medprobclip"]) | {
+    one = ["medprobclip"]
+    assert ran(log) == runs("train", one) | runs("gallery", one) | runs("evaluate", one) | {
         "compare",
+        "register",
         "report",
     }
 
@@ -121,4 +123,5 @@ def test_an_evaluation_param_never_retrains(project: Path):
 def test_a_new_seed_trains_only_that_seed(project: Path):
     """Runs after the others (it leaves three seeds in the workspace)."""
     log = dvc(project, "exp", "run", "-S", f"seeds={[*SEEDS, 3]}")
-    assert ran(log) == runs("train", seeds=[3]) | runs("evaluate", seeds=[3]) | {"compare", "report"}
+    new = runs("train", seeds=[3]) | runs("gallery", seeds=[3]) | runs("evaluate", seeds=[3])
+    assert ran(log) == new | {"compare", "register", "report"}

@@ -259,3 +259,24 @@ def test_report_puts_methods_side_by_side_and_says_the_data_is_synthetic(tmp_pat
     assert "synthetic" not in real.split("\n\n")[1]
     with pytest.raises(ValueError, match="no evaluations"):
         render({}, {}, True, figures, tmp_path)
+
+
+def test_report_shows_the_calibrated_abstention_per_method(tmp_path):
+    from pipeline.report import render
+
+    block = {"k": 50, "target_risk": 0.7, "delta": 0.1, "confidence": "variance", "gallery_reports": 1356}
+    block |= {
+        "i2t": {"risk": 0.6, "coverage": 0.5, "risk_without_abstention": 0.75},
+        "t2i": {"risk": None, "coverage": 0.0, "risk_without_abstention": 0.8},
+    }
+    evaluations = {
+        "clip": _evaluation("clip", 20.0),
+        "medprobclip": _evaluation("medprobclip", 30.0) | {"abstention": block},
+    }
+    text = render(evaluations, {}, True, tmp_path, tmp_path)
+    assert "## Calibrated abstention" in text and "top 50 of the 1356-report gallery" in text
+    assert "| medprobclip | variance | 0.600 | 0.500 | 0.750 | – | 0.000 | 0.800 |" in text
+    assert "| clip | – |" in text.split("## Calibrated abstention")[1].split("##")[0]
+    assert "## Calibrated abstention" not in render(
+        {"clip": _evaluation("clip", 20.0)}, {}, True, tmp_path, tmp_path
+    )

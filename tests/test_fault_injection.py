@@ -165,6 +165,80 @@ def test_real_full_disk_while_writing_shards(shard_inputs: Path):
                 assert tar.getmembers()
 
 
+def failing_write(code: int, n_writes: int = 5):
+    """A tarfile whose `n_writes`-th member write fails with OS error `code` (as `write()` does: no file)."""
+    calls = {"n": 0}
+    real = tarfile.TarFile.addfile
+
+    def addfile(self, tarinfo, fileobj=None):
+        calls["n"] += 1
+        if calls["n"] >= n_writes:
+            raise OSError(code, os.strerror(code))
+        return real(self, tarinfo, fileobj)
+
+    return addfile
+
+
+OUTPUT_ERRORS = {  # errno → what the one line must say
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EFBIG: "file too large",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EDQUOT: "no space left on device",
+    errno.EIO: "input/output error",
+}
+
+
+@pytest.mark.parametrize("code", sorted(OUTPUT_ERRORS), ids=lambda c: errno.errorcode[c])
+def test_every_output_side_os_error_is_one_line_naming_the_output(shard_inputs: Path, monkeypatch, code):
+    root, out = shard_inputs, shard_inputs / f"err-{code}"
+    monkeypatch.setattr(tarfile.TarFile, "addfile", failing_write(code))
+    run = run_entry_point(shards_argv(root, out.name), root)
+    line = run.error_line()
+    assert run.code == 2 and "Traceback" not in run.err, run.err[-2000:]
+    assert OUTPUT_ERRORS[code] in line and f"{out.name}/train/shard-000000.tar" in line, line
+    assert not list(out.rglob("index.json")) and not (out / "summary.json").exists()
+    assert not temp_files(out), "a temporary file survived the failure"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or sys.platform != "linux", reason="mounting needs root on Linux")
+def test_read_only_output_folder(shard_inputs: Path):
+    """A real read-only file system (EROFS) under the output folder."""
+    root = shard_inputs
+    where = root / "ro"
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(where)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
+    try:
+        run = run_entry_point(shards_argv(root, str(where / "shards")), root)
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+    line = run.error_line()
+    assert run.code == 2 and "Traceback" not in run.err, run.err[-2000:]
+    assert f"{where}/shards" in line and "read-only file system" in line, line
+
+
+def test_file_size_limit(shard_inputs: Path):
+    """A real EFBIG: the process's file-size limit (`ulimit -f`) is below the size of a shard."""
+    root, out = shard_inputs, shard_inputs / "efbig"
+    code = (
+        "import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048)); "
+        f"sys.argv = {shards_argv(root, out.name)!r}; "
+        f"runpy.run_path({str(ROOT / 'stages/shards.py')!r}, run_name='__main__')"
+    )
+    proc = start(["-c", code], root)
+    text = proc.communicate(timeout=300)[0].decode(errors="replace")
+    lines = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and "Traceback" not in text, text[-2000:]
+    assert len(lines) == 1 and "file too large" in lines[0] and f"{out.name}/" in lines[0], lines
+    assert not temp_files(out) and not (out / "summary.json").exists()
+
+
 # -- training and evaluation ------------------------------------------------------------------------
 
 

@@ -81,3 +81,51 @@ def test_a_rewrite_removes_only_its_own_stale_temps(tmp_path):
     with atomic_dir(tmp_path / "clip") as tmp:
         (tmp / "a.csv").write_text("x\n")
     assert sorted(os.listdir(tmp_path)) == [".clip.json.old.tmp", "clip", "clip.json"]
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (30, "read-only file system"),  # EROFS
+        (13, "permission denied"),  # EACCES
+        (27, "file too large"),  # EFBIG
+        (36, "file name too long"),  # ENAMETOOLONG
+        (122, "no space left on device"),  # EDQUOT
+    ],
+)
+def test_output_side_os_errors_become_one_line_naming_the_output(tmp_path, monkeypatch, code, words):
+    """At the one door every output goes through: the temp file cannot be made, or a write fails (errors
+    from `write()` name no file: the line names the output)."""
+    import tempfile
+
+    from pipeline.errors import OutputError, user_message
+
+    target = tmp_path / "out" / "table.csv"
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code), str(target.parent))
+
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "mkstemp", refuse)
+        with pytest.raises(OutputError) as info:
+            write_text(target, "x")
+    line = user_message(info.value)
+    assert words in line and str(target.parent) in line and "\n" not in line
+    with pytest.raises(OutputError) as info, atomic_open(target, "w") as fh:
+        fh.write("half")
+        raise OSError(code, os.strerror(code))
+    line = user_message(info.value)
+    assert words in line and str(target) in line
+    assert os.listdir(target.parent) == []  # nothing half-written kept
+
+
+def test_bare_environment_os_errors_get_one_line_and_bugs_keep_their_traceback():
+    from pipeline.errors import user_message
+
+    assert user_message(OSError(30, "Read-only file system", "/data/x")) == (
+        "/data/x: read-only file system; write the outputs to a writable folder (or remount it read-write)"
+    )
+    assert "ulimit -f" in user_message(OSError(27, "File too large", "/data/x"))
+    assert "symlink loop" in user_message(OSError(40, "Too many levels of symbolic links", "/a/b"))
+    assert user_message(FileNotFoundError(2, "No such file", "/x")) is None  # our bug: keep the traceback
+    assert user_message(KeyError("k")) is None

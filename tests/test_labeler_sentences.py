@@ -83,6 +83,8 @@ CASES: list[tuple[str, str, dict[str, float]]] = [
         {"Pneumonia": N, "Edema": N, "Pneumothorax": N, **NF},
     ),
     ("list", "No effusion and no pneumothorax.", {"Pleural Effusion": N, "Pneumothorax": N, **NF}),
+    ("list", "No pneumothorax, small left pleural effusion.", {"Pneumothorax": N, "Pleural Effusion": P}),
+    ("list", "No effusion, pneumothorax is present.", {"Pleural Effusion": N, "Pneumothorax": P}),
     ("list", "Neither effusion nor pneumothorax.", {"Pleural Effusion": N, "Pneumothorax": N, **NF}),
     (
         "list",

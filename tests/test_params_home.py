@@ -18,6 +18,7 @@ from pipeline.mimic.labels import LabelsParams
 from pipeline.mimic.reports import SectionsParams
 from pipeline.models.profiles import ModelParams
 from pipeline.results import CompareParams
+from pipeline.retrieval.params import RetrievalParams
 from pipeline.shards import ShardsConfig
 from pipeline.studies import StudiesParams
 from pipeline.synthetic.generate import SynthesizeParams
@@ -39,6 +40,7 @@ SECTIONS: dict[str, type] = {
     "train.loader": LoaderConfig,
     "evaluate": EvaluateParams,
     "compare": CompareParams,
+    "retrieval": RetrievalParams,
 } | {f"losses.{name}": cls.Config for name, cls in LOSSES.items()}
 
 # Fields a run depends on that are deliberately not in params.yaml, and where their value comes from.

@@ -54,3 +54,57 @@ def test_wrong_root_is_explained(tmp_path):
     (tmp_path / "files").mkdir()
     with pytest.raises(ReportsTreeError, match="no reports tree here"):
         section_reports(tmp_path, progress=False)
+
+
+def test_one_bad_file_or_folder_never_ends_the_scan(tmp_path, monkeypatch, capsys):
+    """Permission denied, a symlink loop, a link out of the tree, an unlistable folder: each is one study's
+    status (or a skipped folder, named on stderr), and every good report is still read."""
+    import os
+
+    from pipeline.mimic import reports
+
+    put(tmp_path, 10000001, 50000001, GOOD.encode())
+    put(tmp_path, 10000001, 50000002, GOOD.encode())  # made unreadable below
+    folder = tmp_path / "files/p10/p10000001"
+    (folder / "s50000003.txt").symlink_to("s50000003.txt")  # a loop
+    outside = tmp_path / "secret.txt"
+    outside.write_text("FINDINGS: not a report of this tree.")
+    (folder / "s50000004.txt").symlink_to(outside)
+    inside = tmp_path / "files" / "elsewhere.txt"
+    inside.write_text(GOOD)
+    (folder / "s50000005.txt").symlink_to(inside)  # a link that stays in the tree is fine
+    put(tmp_path, 10000002, 50000006, GOOD.encode())  # its folder becomes unlistable below
+    real_open, real_scandir = open, os.scandir
+
+    def deny_open(path, *args, **kwargs):
+        if str(path).endswith("s50000002.txt"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    def deny_scandir(path):
+        if str(path).endswith("p10000002"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr("builtins.open", deny_open)
+    monkeypatch.setattr(reports.os, "scandir", deny_scandir)
+    frame = section_reports(tmp_path, workers=1, progress=False)
+    status = dict(zip(frame["study_id"], frame["status"], strict=True))
+    assert status == {
+        50000001: "ok",
+        50000002: "unreadable",
+        50000003: "unreadable",
+        50000004: "outside_root",
+        50000005: "ok",
+    }
+    assert pd.isna(frame.set_index("study_id").loc[50000004, "findings"])  # never read
+    err = capsys.readouterr().err
+    assert "skipped 1 unreadable report folder(s)" in err and "p10000002 (Permission denied)" in err
+
+
+def test_negative_workers_are_explained(tmp_path):
+    from pipeline.errors import PipelineError
+
+    put(tmp_path, 10000001, 50000001, GOOD.encode())
+    with pytest.raises(PipelineError, match="workers must be 0 .* got -1"):
+        section_reports(tmp_path, workers=-1, progress=False)

@@ -53,8 +53,9 @@ def test_readme_results_block_is_the_committed_comparison():
     import sys
 
     sys.path.insert(0, str(ROOT / "scripts"))
-    from readme_results import render
+    from readme_results import load_abstention, render
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     comparison = json.loads((ROOT / "metrics/compare.json").read_text(encoding="utf-8"))
-    assert render(readme, comparison) == readme, "run .venv/bin/python scripts/readme_results.py"
+    abstention = load_abstention(ROOT / "metrics", comparison)
+    assert render(readme, comparison, abstention) == readme, "run .venv/bin/python scripts/readme_results.py"

@@ -156,6 +156,46 @@ def test_organ_subheaders_stay_in_findings():
     assert s.impression == "Mild cardiomegaly."
 
 
+def test_organ_subheaders_without_findings_header_are_the_findings():
+    text = report(
+        "INDICATION:  Chest pain.",
+        "",
+        "LUNGS:  Mild bibasilar atelectasis.",
+        "CARDIOVASCULAR:  The heart is enlarged.",
+        "BONES:  The osseous structures are unremarkable.",
+    )
+    s = extract_sections(text)
+    assert s.findings == (
+        "LUNGS: Mild bibasilar atelectasis. CARDIOVASCULAR: The heart is enlarged. "
+        "BONES: The osseous structures are unremarkable."
+    )
+    assert s.findings_header == "LUNGS" and s.findings_how == "organ"
+    assert s.last_paragraph is None and s.indication == "Chest pain."
+    assert s.n_sections == 2
+    after = extract_sections(report("FINDINGS:  Clear.", "IMPRESSION:  Normal.", "LUNGS:  Clear."))
+    assert after.findings == "Clear." and after.impression == "Normal. LUNGS: Clear."
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["findings:", "Findings:", "FINDINGS:", "FINDINGS:\t", "  Findings :", "FINDINGS:", "findings: "],
+)
+def test_headers_in_any_case_and_glued_to_their_text(header):
+    s = extract_sections(f"{header}No effusion.\nimpression:No acute process.\n")
+    assert s.findings == "No effusion."
+    assert s.impression == "No acute process."
+    assert s.findings_how == "alias"
+
+
+def test_lower_case_lines_with_a_colon_are_not_headers_unless_known():
+    text = report("FINDINGS:  Findings as follows: small effusion.", "note: compared with prior.")
+    s = extract_sections(text)
+    assert s.findings == "Findings as follows: small effusion. note: compared with prior."
+    assert s.n_sections == 1
+    glued = extract_sections("NOTE:see below\nFINDINGS: Clear.")
+    assert glued.n_sections == 1 and glued.findings == "Clear."
+
+
 def test_no_header_report_falls_back_to_last_paragraph():
     text = report("", "The lungs are clear.  No effusion.", "", "Heart size normal.")
     s = extract_sections(text)

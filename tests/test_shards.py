@@ -317,3 +317,101 @@ def test_stage_entry_point(tmp_path):
     assert (
         done.returncode == 2 and "did you mean 'image_size'" in done.stderr and "Traceback" not in done.stderr
     )
+
+
+def test_every_per_file_failure_is_a_reject_reason(tmp_path, monkeypatch):
+    """The OS refusing a file (permission, loop, long name, NUL) and a hostile header are each a counted
+    reject with its reason, never an exception out of the shard writer."""
+    import errno
+
+    from pipeline.imaging import IMAGE_REJECT_REASONS, read_image_bytes
+
+    image = tmp_path / "a.jpg"
+    synthetic_xray(np.random.default_rng(0), (64, 64)).save(image, format="JPEG")
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to("loop.jpg")
+    cases = {
+        "files/\x00/a.jpg": "unsafe_path",
+        "loop.jpg": "unreadable",
+        "x" * 300 + ".jpg": "unreadable",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(ImageReject) as info:
+            read_image_bytes(resolve_image_path(tmp_path, path))
+        assert info.value.reason == reason, path
+    real = Path.read_bytes
+
+    def denied(self):
+        if self.name == "a.jpg":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(ImageReject) as info:
+        read_image_bytes(resolve_image_path(tmp_path, "a.jpg"))
+    assert info.value.reason == "unreadable" and "Permission denied" in info.value.detail
+    assert {"too_large", "unreadable"} <= set(IMAGE_REJECT_REASONS) <= set(REJECT_REASONS)
+
+
+def test_decompression_bomb_headers_are_too_large(tmp_path):
+    import struct
+    import zlib
+
+    def png(width: int, height: int) -> bytes:
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+        ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\0"))
+            + chunk(b"IEND", b"")
+        )
+
+    for size in (12000, 30000):  # over the warning threshold (89 M px), over the error threshold
+        with pytest.raises(ImageReject) as info:
+            load_resized(png(size, size), 32)
+        assert info.value.reason == "too_large"
+
+
+def test_study_csv_contract_at_the_door(tmp_path):
+    _, studies, _ = make_study_fixture(tmp_path, {"train": 6})
+    path = studies / "train.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[0, "study_id"] = "9" * 120
+    frame.loc[1, "subject_id"] = "-" + frame.loc[1, "subject_id"]
+    first = frame.loc[2, "image_paths"].split(";")[0]
+    frame.loc[2, "image_paths"] = f"{first};{frame.loc[2, 'image_paths']}"
+    frame.loc[2, "view_names"] = f"PA;{frame.loc[2, 'view_names']}"
+    frame.loc[3, "image_paths"] = ";".join([first] * 10_000)
+    frame.to_csv(path, index=False)
+    rows, rejects = read_study_csv(path, "train")
+    details = [r["detail"] for r in rejects]
+    assert len(rows) == 2 and [r["reason"] for r in rejects] == ["bad_row"] * 4
+    assert "at most 8 digits" in details[0] and "subject_id='-1" in details[1]
+    assert "listed more than once" in details[2] and "10000 image_paths" in details[3]
+    for data, message in [
+        (b"", "file is empty"),
+        (path.read_bytes().replace(b"No acute", b"No \xe9acute", 1), r"line \d+: not UTF-8 \(byte 0xe9"),
+    ]:
+        path.write_bytes(data)
+        with pytest.raises(ShardsError, match=message):
+            read_study_csv(path, "train")
+
+
+def test_a_study_or_patient_in_two_splits_is_refused(tmp_path):
+    mimic, studies, _ = make_study_fixture(tmp_path, {"train": 4, "test": 3})
+    train = pd.read_csv(studies / "train.csv", dtype=str, keep_default_na=False)
+    test = pd.read_csv(studies / "test.csv", dtype=str, keep_default_na=False)
+    leaked = train.iloc[[1]].assign(split="test")
+    pd.concat([test, leaked]).to_csv(studies / "test.csv", index=False)
+    sid, subject = leaked["study_id"].item(), leaked["subject_id"].item()
+    with pytest.raises(
+        ShardsError,
+        match=rf"study id\(s\) in more than one split: {sid} \(train, test\).*patient\(s\) in more than one split: {subject} \(train, test\)",
+    ):
+        create_shards(
+            studies, mimic, tmp_path / "out", small_cfg(splits=("train",))
+        )  # also when one split is built
+    assert not (tmp_path / "out" / "train" / "index.json").exists()

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.errors import PipelineError
 from pipeline.mimic import schema
 from pipeline.studies import (
     REJECT_REASONS,
@@ -228,3 +229,43 @@ def test_unknown_views_are_counted_and_treated_as_other():
     t = r.assemble()
     assert t.splits["train"]["view_names"].item() == "PA;LATERAL"
     assert t.summary["counts"]["images_excluded_by_view_policy"] == 1
+
+
+def test_cli_one_liners_name_the_problem(tmp_path, capsys):
+    """`medprobclip studies`: a bad option and a damaged release file each give one line naming it."""
+    from pipeline.cli import main
+    from pipeline.synthetic.generate import SynthesizeParams, synthesize
+
+    synthesize(SynthesizeParams(n_patients=4, images=False, workers=1), tmp_path / "src")
+    root, reports = tmp_path / "src/mimic-cxr-jpg/2.1.0", tmp_path / "src/mimic-cxr-reports"
+    argv = [
+        "studies",
+        "--mimic-root",
+        str(root),
+        "--reports-root",
+        str(reports),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main([*argv, "--workers", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == "error: medprobclip studies: --workers must be 0 (all cores) or a number of processes, got -1"
+    )
+    label_file = root / schema.CHEXPERT_FILE
+    label_file.write_bytes(label_file.read_bytes()[:100])
+    assert main([*argv, "--workers", "1"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and str(label_file) in err[0] and "truncated or corrupt" in err[0], err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_a_patient_in_two_splits_is_an_error_naming_them():
+    r = Release()
+    r.study(10000001, 50000001, split="train")
+    r.study(10000001, 50000002, split="test")
+    r.study(10000002, 50000003, split="train")
+    with pytest.raises(
+        PipelineError, match=r"1 patient\(s\) in more than one split: 10000001 \(test, train\)"
+    ):
+        r.assemble()

@@ -32,6 +32,7 @@ class EvaluateRequest:
     plots: str = "metrics/evaluate/clip"
     figures: str = "reports/figures/clip"
     per_query: str | None = None  # per-query outcomes CSV (None: not written)
+    retrieval: str | None = None  # the gallery stage's bundle (None: no abstention result)
 
 
 def evaluate_params(params_path: str | Path) -> EvaluateParams:
@@ -69,7 +70,17 @@ def run_evaluation(request: EvaluateRequest, params: EvaluateParams | None = Non
         if not (shards / split / "index.json").is_file():
             raise PipelineError(f"{shards / split}: no shards index (run the `shards` stage first)")
         trained.check_shards(shards / split)
-    result = evaluate(trained, shards, params)
+    bundle = None
+    if request.retrieval:
+        from pipeline.retrieval.bundle import BundleError, model_digest, read_bundle
+
+        bundle = read_bundle(request.retrieval)
+        if bundle.info.get("model_sha256") != model_digest(model_dir / "best"):
+            raise BundleError(
+                f"{request.retrieval}: built for another version of {model_dir / 'best'}; rebuild it "
+                "(dvc repro gallery)"
+            )
+    result = evaluate(trained, shards, params, bundle)
     with result.timed("write"):
         artifacts = write_evaluation(result, request)
     if params.log_to_mlflow:

@@ -22,6 +22,7 @@ import torch
 
 from pipeline.comparison import PER_QUERY_COLUMNS, per_query_resamples
 from pipeline.embedding import Embedded
+from pipeline.evaluation.abstention import evaluate_abstention
 from pipeline.evaluation.params import EvaluateParams
 from pipeline.evaluation.trained import TrainedMethod
 from pipeline.io import finite
@@ -56,6 +57,7 @@ from pipeline.metrics.zeroshot import (
     zero_shot_binary,
 )
 from pipeline.mimic.schema import LABEL_COLUMNS
+from pipeline.retrieval.bundle import Bundle
 from pipeline.shards import load_index
 from pipeline.transforms import create_batch_corruption
 
@@ -78,7 +80,11 @@ class Evaluation:
         self.seconds[step] = round(time.perf_counter() - start, 2)
 
 
-def evaluate(trained: TrainedMethod, shards: Path, params: EvaluateParams) -> Evaluation:
+def evaluate(
+    trained: TrainedMethod, shards: Path, params: EvaluateParams, retrieval: Bundle | None = None
+) -> Evaluation:
+    """Every protocol on the test split; with the method's retrieval bundle also the calibrated
+    abstention's realised risk and coverage (`evaluate_abstention`)."""
     result = Evaluation(metrics={"method": trained.method})
     with result.timed("embed_test"):
         test = trained.embed_split(shards / params.split, params, feat=True, images=True)
@@ -96,6 +102,9 @@ def evaluate(trained: TrainedMethod, shards: Path, params: EvaluateParams) -> Ev
         confidence = evaluate_selective(result, trained, test, i2t, t2i, params)
         top1 = evaluate_calibration(result, trained, i2t, t2i, params)
         result.per_query = per_query_table(test, i2t, t2i, confidence, top1)
+    if retrieval is not None:
+        with result.timed("abstention"):
+            evaluate_abstention(result, trained, test, retrieval)
     with result.timed("zero_shot"):
         threshold = trained.embed_split(shards / params.threshold_split, params, texts=False, feat=True)
         zero_shot = evaluate_zero_shot(result, trained, test, threshold, params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,11 +74,17 @@ def build_labels(
     there and `params.agreement` is on, the rule labeler's agreement with each of them."""
     from pipeline.mimic.labeler import agreement
 
-    shipped = {
-        name: load_shipped_labels(mimic_root, name)
-        for name in ("chexpert", "negbio")
-        if shipped_label_path(mimic_root, name).is_file()
-    }
+    shipped = {}
+    for name in ("chexpert", "negbio"):
+        if not shipped_label_path(mimic_root, name).exists():
+            continue
+        try:
+            shipped[name] = load_shipped_labels(mimic_root, name)
+        except ReleaseFileError as exc:
+            if name == params.source:
+                raise
+            # Only the agreement metrics would read it: say so and go on without them for this file.
+            print(f"warning: {exc} (agreement with {name} skipped)", file=sys.stderr)
     if params.source != "rules" and params.source not in shipped:
         raise ReleaseFileError(
             f"{shipped_label_path(mimic_root, params.source)}: label file not found; "

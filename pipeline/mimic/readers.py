@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import gzip
+import io
 import os
 import re
 import zlib
@@ -27,20 +28,62 @@ class ReleaseFileError(PipelineError, ValueError):
     """A release file that cannot be used as it is; the message says what to do."""
 
 
-def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise ReleaseFileError(f"{path}: file not found; is the MIMIC-CXR-JPG root right (data.mimic_root)?")
-    if path.stat().st_size == 0:
-        raise ReleaseFileError(f"{path}: file is empty; re-download it and check it against SHA256SUMS.txt")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], engine="pyarrow")
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+REDOWNLOAD = "re-download it and check it against SHA256SUMS.txt"
+
+
+def _file_bytes(path: Path, what: str = "file") -> bytes:
+    """The file's bytes, gunzipped when it is a `.gz`; every way that can fail is one ReleaseFileError.
+
+    The gzip module checks the stream's end marker, CRC and length, so a truncated download is caught
+    here (a streaming CSV reader may stop quietly at the cut and return the rows before it)."""
+    if not path.exists():
         raise ReleaseFileError(
-            f"{path}: cannot decompress ({exc}); the file is truncated or corrupt — re-download it and "
-            "check it against SHA256SUMS.txt"
-        ) from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise ReleaseFileError(f"{path}: not a readable CSV ({exc})") from exc
+            f"{path}: {what} not found; is the MIMIC-CXR-JPG root right (data.mimic_root)?"
+        )
+    if not path.is_file():
+        raise ReleaseFileError(f"{path}: not a regular file; expected the release's {what}")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ReleaseFileError(
+            f"{path}: cannot read it ({exc.strerror or exc}); check its permissions"
+        ) from None
+    if not raw:
+        raise ReleaseFileError(f"{path}: file is empty; {REDOWNLOAD}")
+    if path.suffix != ".gz":
+        return raw
+    try:
+        data = gzip.decompress(raw)
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError, ValueError) as exc:
+        raise ReleaseFileError(
+            f"{path}: cannot decompress ({exc}); the file is truncated or corrupt — {REDOWNLOAD}"
+        ) from None
+    return data
+
+
+def _utf8(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ReleaseFileError(
+            f"{path}: line {line}: not UTF-8 text (byte {data[exc.start]:#04x}); the file was re-saved in "
+            f"another encoding or is damaged — {REDOWNLOAD}"
+        ) from None
+
+
+def _read_csv(path: Path, columns: list[str], data: bytes | None = None) -> pd.DataFrame:
+    data = _file_bytes(path) if data is None else data
+    if not data.strip(b"\xef\xbb\xbf \t\r\n"):
+        raise ReleaseFileError(f"{path}: file is empty; {REDOWNLOAD}")
+    _utf8(path, data)
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[], engine="pyarrow"
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ReleaseFileError(f"{path}: not a readable CSV ({reason}); {REDOWNLOAD}") from None
     frame.columns = [c.strip().lstrip("\ufeff") for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -85,10 +128,17 @@ def _int_column(frame: pd.DataFrame, column: str, path: Path, digits: int | None
     return values.astype("int64")
 
 
+def _nonempty(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """A release file with its header but no rows is a damaged copy (every study would vanish quietly)."""
+    if frame.empty:
+        raise ReleaseFileError(f"{path}: has a header but no rows; the copy is incomplete — {REDOWNLOAD}")
+    return frame
+
+
 def read_metadata(root: str | os.PathLike) -> pd.DataFrame:
     """One row per image, typed: ids int64, StudyDate int64, StudyTime float64, text columns str."""
     path = Path(root) / schema.METADATA_FILE
-    frame = _read_csv(path, schema.METADATA_COLUMNS)
+    frame = _nonempty(path, _read_csv(path, schema.METADATA_COLUMNS))
     frame["dicom_id"] = frame["dicom_id"].str.strip()
     bad = ~frame["dicom_id"].str.fullmatch(DICOM_ID.pattern)
     if bad.any():
@@ -118,7 +168,7 @@ def read_metadata(root: str | os.PathLike) -> pd.DataFrame:
 def read_split(root: str | os.PathLike) -> pd.DataFrame:
     """One row per image: dicom_id, study_id, subject_id, split ∈ {train, validate, test}."""
     path = Path(root) / schema.SPLIT_FILE
-    frame = _read_csv(path, schema.SPLIT_COLUMNS)
+    frame = _nonempty(path, _read_csv(path, schema.SPLIT_COLUMNS))
     frame["dicom_id"] = frame["dicom_id"].str.strip()
     for column in ("subject_id", "study_id"):
         frame[column] = _int_column(frame, column, path, digits=8)
@@ -135,12 +185,7 @@ def read_split(root: str | os.PathLike) -> pd.DataFrame:
 def read_label_file(path: str | os.PathLike) -> pd.DataFrame:
     """A chexpert/negbio file: subject_id, study_id, 14 labels as float64 (1, 0, -1, NaN = blank)."""
     path = Path(path)
-    if path.is_file():
-        head = pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns
-        rename = {a: b for a, b in schema.LABEL_ALIASES.items() if a in head}
-    else:
-        rename = {}
-    frame = _read_csv_renamed(path, rename)
+    frame = _nonempty(path, _read_csv_renamed(path))
     for column in ("subject_id", "study_id"):
         frame[column] = _int_column(frame, column, path, digits=8)
     block = frame[schema.LABEL_COLUMNS].to_numpy(dtype=object)
@@ -180,20 +225,30 @@ def _label_value(cell: str) -> float:
     return value if value in schema.LABEL_VALUES else np.inf
 
 
-def _read_csv_renamed(path: Path, rename: dict[str, str]) -> pd.DataFrame:
+def _read_csv_renamed(path: Path) -> pd.DataFrame:
+    """A label file, with the release's old column names (`LABEL_ALIASES`) mapped to today's."""
+    data = _file_bytes(path)
+    first_line = _utf8(path, data.split(b"\n", 1)[0])
+    head = [c.strip().strip('"').lstrip("\ufeff") for c in first_line.strip().split(",")]
+    rename = {a: b for a, b in schema.LABEL_ALIASES.items() if a in head}
     if not rename:
-        return _read_csv(path, schema.LABEL_FILE_COLUMNS)
+        return _read_csv(path, schema.LABEL_FILE_COLUMNS, data)
     wanted = [next((a for a, b in rename.items() if b == c), c) for c in schema.LABEL_FILE_COLUMNS]
-    return _read_csv(path, wanted).rename(columns=rename)
+    return _read_csv(path, wanted, data).rename(columns=rename)
 
 
 def read_image_filenames(root: str | os.PathLike) -> set[str]:
     """The release's list of image paths; used instead of touching the image tree."""
     path = Path(root) / schema.IMAGE_FILENAMES_FILE
-    if not path.is_file():
+    if not path.exists():
         raise ReleaseFileError(
             f"{path}: file not found; it ships with MIMIC-CXR-JPG (one relative image path per line). "
             "Set studies.check_image_list: false to skip this check."
         )
-    with open(path, encoding="utf-8-sig") as fh:
-        return {line.strip() for line in fh if line.strip()}
+    text = _utf8(path, _file_bytes(path, "image list")).lstrip("\ufeff")
+    names = {line.strip() for line in text.splitlines() if line.strip()}
+    if not names:
+        raise ReleaseFileError(
+            f"{path}: lists no images; {REDOWNLOAD} (or set studies.check_image_list: false)"
+        )
+    return names

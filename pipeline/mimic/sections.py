@@ -6,14 +6,19 @@ hand-written special cases replaced by general rules:
 1. Bytes are decoded as UTF-8; undecodable bytes become U+FFFD and are counted (`decode_errors`). Text
    with NUL bytes is `binary`; text with no visible characters is `empty`. CRLF becomes LF.
 2. A header is a line start, up to two spaces, a run of capitals / digits / spaces / ``()/,&_-`` (``_``
-   admits de-identified headers such as ``AP CHEST, ___:``), a colon and whitespace. The banner
-   (``FINAL REPORT``) has no colon, so text before the first header is the preamble.
+   admits de-identified headers such as ``AP CHEST, ___:``; at most 80 characters), a colon and
+   whitespace. A name in lower or mixed case (``findings:``, ``Impression:``) or one glued to its text
+   (``FINDINGS:No effusion``) is a header only when it is a known section or organ name (rule 3's map),
+   as a human reader would take it. The banner (``FINAL REPORT``) has no colon, so text before the
+   first header is the preamble.
 3. Header names are lower-cased, stripped of punctuation and mapped: an exact map of variants and typos
    (`SECTION_ALIASES`); else a name containing impression/conclusion → impression, finding → findings,
    history → history, comparison → comparison, addendum → addendum; else view descriptors (``PA AND
    LATERAL VIEWS OF THE CHEST``, ``PORTABLE CHEST`` …) → findings.
 4. Organ sub-headers (``LUNGS:``, ``HEART:`` …) inside a findings or impression section continue it;
-   their own text (``LUNGS: Clear.``) stays in the section.
+   their own text (``LUNGS: Clear.``) stays in the section. Organ sub-headers with no findings or
+   impression section above them (``LUNGS: … CARDIOVASCULAR: … BONES: …``) open a findings section
+   (`how` = ``organ``) that the following sub-headers continue.
 5. Empty sections are dropped; the *last* findings and the *last* impression section win.
 6. With neither, ``last_paragraph`` is the last section without its first paragraph (for a report with
    no header that drops the banner); if nothing is left, the whole last section.
@@ -120,7 +125,10 @@ ORGAN_SUBHEADERS = frozenset(
     }
 )  # fmt: skip
 
-_HEADER = re.compile(r"(?m)^ {0,2}([A-Z][A-Z0-9 ()/,&_\-]*?)[ \t]*:(?=\s|$)")
+# One line at a time, with every repetition bounded: a header never needs more than 80 characters, and
+# an unbounded name or blank run before the colon made a capital letter + 300 KB of spaces quadratic.
+_HEADER = re.compile(r" {0,2}([A-Za-z][A-Za-z0-9 ()/,&_\-]{0,79}?)[ \t]{0,8}:")
+_LINE = re.compile(r"[^\n]*")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n")
 _NAME_CLEAN = re.compile(r"[^a-z ]+")
 
@@ -148,20 +156,44 @@ class Section:
     text: str
 
 
+def _is_header(raw: str, after: str) -> bool:
+    """A capitalised name followed by whitespace is a header (rule 2); a name in lower or mixed case, or
+    one glued to its text (``FINDINGS:No effusion``), only when it is a known section or organ name."""
+    if not any(c.islower() for c in raw) and (after == "" or after.isspace()):
+        return True
+    return normalize_section_name(raw)[1] in ("alias", "organ")
+
+
+def _headers(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, raw name) of every header: one bounded match per line, so linear in the text."""
+    found = []
+    for line in _LINE.finditer(text):
+        start = line.start()
+        match = _HEADER.match(text, start, line.end())
+        if match is None:
+            continue
+        raw = match.group(1).strip()
+        if raw and _is_header(raw, text[match.end() : match.end() + 1]):
+            found.append((start, match.end(), raw))
+    return found
+
+
 def split_sections(text: str) -> list[Section]:
     """Split report text into sections; the preamble is a section named `preamble`."""
     sections: list[Section] = []
-    matches = list(_HEADER.finditer(text))
-    start = matches[0].start() if matches else len(text)
+    headers = _headers(text)
+    start = headers[0][0] if headers else len(text)
     sections.append(Section("preamble", "", "preamble", text[:start]))
-    for i, match in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        header = match.group(1).strip()
+    for i, (_, body_start, header) in enumerate(headers):
+        end = headers[i + 1][0] if i + 1 < len(headers) else len(text)
         name, how = normalize_section_name(header)
-        body = text[match.end() : end]
-        if name == "organ" and sections[-1].name in ("findings", "impression"):
+        body = text[body_start:end]
+        if name == "organ":
             prev = sections[-1]
-            sections[-1] = Section(prev.name, prev.header, prev.how, f"{prev.text}\n{header}: {body}")
+            if prev.name in ("findings", "impression"):
+                sections[-1] = Section(prev.name, prev.header, prev.how, f"{prev.text}\n{header}: {body}")
+            else:  # organ sub-headers with no FINDINGS header above them are the findings (rule 4)
+                sections.append(Section("findings", header, "organ", f"{header}: {body}"))
             continue
         sections.append(Section(name, header, how, body))
     return sections

@@ -8,12 +8,14 @@ null for blank), `findings.txt`, `impression.txt`. `rejects.csv` and `summary.js
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline.imaging import IMAGE_REJECT_REASONS
-from pipeline.io import write_csv, write_json
+from pipeline.io import output_lock, write_csv, write_json
+from pipeline.mimic import schema
 from pipeline.shards.reader import (
     INDEX_FILE,
     StudySample,
@@ -23,7 +25,13 @@ from pipeline.shards.reader import (
     load_index,
     shard_paths,
 )
-from pipeline.shards.rows import STUDY_REJECT_REASONS, ShardsError, StudyRow, read_study_csv
+from pipeline.shards.rows import (
+    STUDY_REJECT_REASONS,
+    ShardsError,
+    StudyRow,
+    check_split_membership,
+    read_study_csv,
+)
 from pipeline.shards.validate import validate_split
 from pipeline.shards.writer import ShardsConfig, build_split, finish_split
 
@@ -39,6 +47,7 @@ __all__ = [
     "image_keys",
     "iter_tar_samples",
     "load_index",
+    "read_splits",
     "read_study_csv",
     "shard_paths",
 ]
@@ -67,15 +76,44 @@ def create_shards(
     out_dir: str | os.PathLike,
     cfg: ShardsConfig,
 ) -> dict:
-    """Write, check and index the shards of every split in `cfg.splits`; returns the run summary."""
+    """Write, check and index the shards of every split in `cfg.splits`; returns the run summary.
+
+    Holds the output folder's lock for the whole run: a second run into the same folder is refused (it
+    would delete this run's temporaries as stale)."""
     studies_dir, out_dir = Path(studies_dir), Path(out_dir)
     if not Path(mimic_root).is_dir():
         raise ShardsError(f"{mimic_root}: image root not found (set the MIMIC-CXR-JPG root in params.yaml)")
+    with output_lock(out_dir):
+        return _create_shards(studies_dir, mimic_root, out_dir, cfg)
+
+
+def _read_splits(studies_dir: Path, cfg: ShardsConfig) -> dict[str, tuple[list[StudyRow], list[dict]]]:
+    return read_splits(studies_dir, cfg.splits)
+
+
+def read_splits(
+    studies_dir: str | Path, splits: Sequence[str]
+) -> dict[str, tuple[list[StudyRow], list[dict]]]:
+    """Rows and row rejects of `splits`, checked for leaks across all study CSVs present (also the
+    splits not being read: a test study copied into train.csv leaks even when only train is built)."""
+    studies_dir = Path(studies_dir)
+    read = {split: read_study_csv(studies_dir / f"{split}.csv", split) for split in splits}
+    others = {
+        split: read_study_csv(studies_dir / f"{split}.csv", split)
+        for split in schema.SPLITS
+        if split not in read and (studies_dir / f"{split}.csv").is_file()
+    }
+    check_split_membership({s: rows for s, (rows, _) in (read | others).items()}, studies_dir)
+    return read
+
+
+def _create_shards(
+    studies_dir: Path, mimic_root: str | os.PathLike, out_dir: Path, cfg: ShardsConfig
+) -> dict:
     (out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # present = a finished run, as the split indexes
     indexes, rejects = {}, []
     n_images_in = 0
-    for split in cfg.splits:
-        rows, row_rejects = read_study_csv(studies_dir / f"{split}.csv", split)
+    for split, (rows, row_rejects) in _read_splits(studies_dir, cfg).items():
         n_images_in += sum(len(r.image_paths) for r in rows)
         indexes[split], split_rejects = build_split(
             rows, row_rejects, split, str(mimic_root), out_dir / split, cfg

@@ -22,6 +22,7 @@ from pipeline.shards.rows import ShardsError
 FORMAT_VERSION = 1
 SHARD_PATTERN = "shard-{:06d}.tar"
 INDEX_FILE = "index.json"
+REBUILD = "rebuild them (dvc repro -f shards) or restore them (dvc checkout)"
 
 
 @dataclass
@@ -43,13 +44,14 @@ def load_index(split_dir: str | os.PathLike) -> dict:
     path = Path(split_dir) / INDEX_FILE
     if not path.is_file():
         raise ShardsError(f"{path}: no shard index; run the `shards` stage (dvc repro shards) first")
-    index = json.loads(path.read_text(encoding="utf-8"))
-    if index.get("format_version") != FORMAT_VERSION:
-        raise ShardsError(f"{path}: shard format {index.get('format_version')} != {FORMAT_VERSION}; rebuild")
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ShardsError(f"{path}: unreadable shard index ({exc}); {REBUILD}") from None
+    if not isinstance(index, dict) or index.get("format_version") != FORMAT_VERSION:
+        version = index.get("format_version") if isinstance(index, dict) else None
+        raise ShardsError(f"{path}: shard format {version} != {FORMAT_VERSION}; rebuild")
     return index
-
-
-REBUILD = "rebuild them (dvc repro -f shards) or restore them (dvc checkout)"
 
 
 def shard_paths(split_dir: str | os.PathLike) -> list[tuple[Path, int]]:

@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 
 from pipeline.imaging import decode_gray
+from pipeline.parallel import effective_workers, parallel_map
 from pipeline.shards.reader import image_keys, iter_tar_samples
 from pipeline.shards.rows import ShardsError
-from pipeline.shards.writer import effective_workers, file_sha256, parallel_map
+from pipeline.shards.writer import file_sha256
 
 REQUIRED_MEMBERS = ("json", "findings.txt", "impression.txt")
 

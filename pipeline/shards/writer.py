@@ -13,20 +13,17 @@ import functools
 import hashlib
 import io
 import json
-import os
 import tarfile
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from pipeline.imaging import ImageReject, encode_jpeg, load_resized, read_image_bytes, resolve_image_path
 from pipeline.io import atomic_path, write_json
 from pipeline.mimic import schema
+from pipeline.parallel import effective_workers, parallel_map
 from pipeline.shards.reader import FORMAT_VERSION, INDEX_FILE, SHARD_PATTERN
 from pipeline.shards.rows import StudyRow
 
@@ -62,6 +59,12 @@ class ShardsConfig:
         unknown = set(self.splits) - set(schema.SPLITS)
         if unknown:
             raise ValueError(f"splits: unknown {sorted(unknown)}; choose from {list(schema.SPLITS)}")
+        if not self.splits:
+            raise ValueError(
+                f"splits is empty, so nothing would be written; list some of {list(schema.SPLITS)}"
+            )
+        if len(set(self.splits)) != len(self.splits):
+            raise ValueError(f"splits lists a split twice: {list(self.splits)}")
 
     def content_params(self) -> dict:
         """Params that determine shard bytes (not `workers`), recorded in every index."""
@@ -204,38 +207,19 @@ def _resume(out_dir: Path, task: ShardTask) -> ShardResult | None:
     marker, tar = _done_marker(out_dir, task), out_dir / task.name
     if not (marker.is_file() and tar.is_file()):
         return None
-    saved = json.loads(marker.read_text())
-    if saved.get("fingerprint") != task.fingerprint() or saved["result"]["sha256"] != file_sha256(tar):
+    try:
+        saved = json.loads(marker.read_text())
+        if saved.get("fingerprint") != task.fingerprint() or saved["result"]["sha256"] != file_sha256(tar):
+            return None
+        return ShardResult(**saved["result"])
+    except (ValueError, KeyError, TypeError, AttributeError):  # a damaged marker: write the shard again
         return None
-    return ShardResult(**saved["result"])
 
 
 def _run_task(task: ShardTask, out_dir: str) -> ShardResult:
     result = write_shard(task, out_dir)
     write_json(_done_marker(Path(out_dir), task), {"fingerprint": task.fingerprint(), "result": vars(result)})
     return result
-
-
-def parallel_map(fn: Callable, items: list, workers: int, desc: str) -> list:
-    """`[fn(x) for x in items]` on a process pool when workers > 1, with a progress bar, in input order."""
-    results: dict[int, object] = {}
-    bar = tqdm(total=len(items), desc=desc, unit="shard", disable=None)
-    if workers <= 1 or len(items) <= 1:
-        for i, item in enumerate(items):
-            results[i] = fn(item)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(items))) as pool:
-            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update()
-    bar.close()
-    return [results[i] for i in range(len(items))]
-
-
-def effective_workers(workers: int) -> int:
-    return workers or len(os.sched_getaffinity(0))
 
 
 def _clean_stale(out_dir: Path, keep: set[str]) -> None:

@@ -1,4 +1,7 @@
-"""Pertinent negatives and mention-free normal statements, the bulk of real report text."""
+"""Pertinent negatives and mention-free normal statements, the bulk of real report text.
+
+Tagged as CheXpert reads them: "no new consolidation" / "no new opacities" are uncertain, not negative.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +60,8 @@ _NEG: dict[str, list[Sentence]] = {
     "consolidation": [
         sent("no focal consolidation.", "Consolidation:neg"),
         sent("there is no focal consolidation.", "Consolidation:neg"),
-        sent("no new consolidation.", "Consolidation:neg"),
+        # "no new X" is uncertainty in CheXpert (pre-negation patterns), so a pertinent negative it is not
+        sent("no new consolidation.", "Consolidation:unc"),
     ],
     "pneumonia": [
         sent("no evidence of pneumonia.", "Pneumonia:neg"),
@@ -86,7 +90,7 @@ _NEG: dict[str, list[Sentence]] = {
     ],
     "lesion": [sent("no pulmonary nodules or masses.", "Lung Lesion:neg", "Lung Lesion:neg")],
     "atelectasis": [sent("no atelectasis.", "Atelectasis:neg")],
-    "opacity": [sent("no new opacities.", "Lung Opacity:neg"), sent("no focal opacity.", "Lung Opacity:neg")],
+    "opacity": [sent("no new opacities.", "Lung Opacity:unc"), sent("no focal opacity.", "Lung Opacity:neg")],
     "pleural_other": [sent("no pleural thickening.", "Pleural Other:neg", "Other:neg")],
     "devices": [sent("no lines or tubes are present.", "Support Devices:neg", "Support Devices:neg")],
 }

@@ -3,7 +3,10 @@
 A `Sentence` carries its text and the (observation, certainty) of each mention it contains, so the label
 files can be computed from exactly what was written. Certainty cues are kept to those the CheXpert rules
 name (no / without / is normal / resolved; cannot exclude / not excluded / possible / may represent /
-suspicious for / stable / unchanged / if any); wording otherwise varies a lot.
+suspicious for / if any); wording otherwise varies a lot. "Stable / unchanged" is uncertainty in CheXpert
+only for a heart, silhouette, contour, size or mediastinum mention (its post-negation patterns), so
+"stable small left pleural effusion" is tagged positive and "the heart size is unchanged" uncertain; a
+"vascular congestion" or "indistinctness" mention is uncertain whenever it is not negated.
 
 All wording lives in one table, `PHRASES` (finding name → `Phrases`), read by one helper, `phrase`.
 Templates are `(text, *tags)` with `{placeholders}` filled from the finding (`Phrases.fields`); `{L}` is
@@ -37,9 +40,11 @@ def _no_fields(f: Finding) -> dict[str, str]:
 class Phrases:
     """How a reader words one present finding.
 
-    Hedged (uncertain) findings use `stable` when unchanged (else `unc`); certain ones use `pos`, with
-    `also[status]` added to the choice or `instead[status]` replacing it. `lead` entries
-    `(certainty, p, options)` first take over with probability `p` at that certainty."""
+    Hedged findings and unchanged ones are drawn at certainty UNC: they use `stable` when unchanged (else
+    `unc`); the rest use `pos`, with `also[status]` added to the choice or `instead[status]` replacing it.
+    `lead` entries `(certainty, p, options)` first take over with probability `p` at that certainty. The
+    certainty only picks the wording: each template's tags say how CheXpert reads it (a `stable` template
+    is positive unless its mention is a heart / silhouette / size / mediastinum word)."""
 
     label: str
     pos: Options
@@ -103,7 +108,7 @@ def _size(f: Finding) -> dict[str, str]:
 _LOBAR = Phrases(
     label="Consolidation",
     fields=lambda f: {**_lobar(f), "noun": "consolidation"},
-    stable=(("stable {lobe} {noun}.", "{L}:unc"),),
+    stable=(("stable {lobe} {noun}.", "{L}:pos"),),
     unc=(
         ("possible {lobe} {noun}.", "{L}:unc"),
         ("{noun} in the {lobe} cannot be excluded.", "{L}:unc"),
@@ -124,8 +129,8 @@ PHRASES: dict[str, Phrases] = {
         label="Cardiomegaly",
         fields=_size,
         stable=(
-            ("stable {sz} cardiomegaly.", "{L}:unc"),
-            ("{sz} cardiomegaly is unchanged.", "{L}:unc"),
+            ("stable {sz} cardiomegaly.", "{L}:pos"),
+            ("{sz} cardiomegaly is unchanged.", "{L}:pos"),
             ("the heart size is unchanged, {adv} enlarged.", "{L}:unc"),
             ("unchanged {sz} enlargement of the cardiac silhouette.", "{L}:unc"),
         ),
@@ -169,9 +174,9 @@ PHRASES: dict[str, Phrases] = {
         label="Pleural Effusion",
         fields=_effusion,
         stable=(
-            ("stable {sz} {side} pleural {noun}.", "{L}:unc"),
-            ("{sz} {side} pleural {noun} is unchanged.", "{L}:unc"),
-            ("unchanged {sz} {side} pleural {noun}.", "{L}:unc"),
+            ("stable {sz} {side} pleural {noun}.", "{L}:pos"),
+            ("{sz} {side} pleural {noun} is unchanged.", "{L}:pos"),
+            ("unchanged {sz} {side} pleural {noun}.", "{L}:pos"),
         ),
         unc=(
             ("possible {sz} {side} pleural {noun}.", "{L}:unc"),
@@ -235,8 +240,8 @@ PHRASES: dict[str, Phrases] = {
         label="Atelectasis",
         fields=_atelectasis,
         stable=(
-            ("stable {base} atelectasis.", "{L}:unc"),
-            ("{sz} {base} atelectasis is unchanged.", "{L}:unc"),
+            ("stable {base} atelectasis.", "{L}:pos"),
+            ("{sz} {base} atelectasis is unchanged.", "{L}:pos"),
         ),
         unc=(
             ("possible {sz} {base} atelectasis.", "{L}:unc"),
@@ -255,7 +260,7 @@ PHRASES: dict[str, Phrases] = {
         label="Edema",
         fields=_size,
         stable=(
-            ("stable {sz} pulmonary edema.", "{L}:unc"),
+            ("stable {sz} pulmonary edema.", "{L}:pos"),
             ("unchanged pulmonary vascular congestion.", "{L}:unc"),
         ),
         unc=(
@@ -265,10 +270,10 @@ PHRASES: dict[str, Phrases] = {
         pos=(
             ("{sz} pulmonary edema.", "{L}:pos"),
             ("there is {sz} interstitial pulmonary edema.", "{L}:pos"),
-            ("{sz} pulmonary vascular congestion.", "{L}:pos"),
+            ("{sz} pulmonary vascular congestion.", "{L}:unc"),
             (
                 "perihilar haziness and vascular indistinctness reflect {sz} pulmonary edema.",
-                "{L}:pos",
+                "{L}:unc",
                 "{L}:pos",
             ),
             ("findings are consistent with {sz} CHF.", "{L}:pos", "Cardiomegaly:unc"),
@@ -281,7 +286,7 @@ PHRASES: dict[str, Phrases] = {
     "opacity": Phrases(
         label="Lung Opacity",
         fields=lambda f: {"where": _zone(f)},
-        stable=(("stable {where} opacity.", "{L}:unc"),),
+        stable=(("stable {where} opacity.", "{L}:pos"),),
         unc=(
             ("possible subtle opacity in the {where}.", "{L}:unc"),
             ("a subtle {where} opacity cannot be excluded.", "{L}:unc"),
@@ -296,7 +301,7 @@ PHRASES: dict[str, Phrases] = {
     "pneumothorax": Phrases(
         label="Pneumothorax",
         fields=_size,
-        stable=(("stable {sz} {side} pneumothorax.", "{L}:unc"),),
+        stable=(("stable {sz} {side} pneumothorax.", "{L}:pos"),),
         unc=(
             ("possible tiny {side} apical pneumothorax.", "{L}:unc"),
             ("a tiny {side} pneumothorax cannot be excluded.", "{L}:unc"),
@@ -314,7 +319,7 @@ PHRASES: dict[str, Phrases] = {
     "lesion": Phrases(
         label="Lung Lesion",
         fields=_lesion,
-        stable=(("stable {size} {where} {noun}.", "{L}:unc"),),
+        stable=(("stable {size} {where} {noun}.", "{L}:pos"),),
         unc=(
             ("possible {size} {noun} in the {where}.", "{L}:unc"),
             ("a {noun} in the {where} cannot be excluded.", "{L}:unc"),
@@ -348,10 +353,11 @@ PHRASES: dict[str, Phrases] = {
         ),
     ),
 }
-_NO_STABLE_WORDING = ("fracture", "pleural_other")  # "stable" here is a certain finding, not a hedge
+_NO_STABLE_WORDING = ("fracture", "pleural_other")  # no `stable` wording: stated when unchanged
 
 
 def describe(f: Finding, rng: Rng) -> Sentence:
-    """A sentence stating a present finding: stable/unchanged or hedged wording makes it uncertain."""
+    """A sentence stating a present finding: hedged or unchanged ones take the UNC wording (`phrase`),
+    whose tags, not the certainty drawn at, give the labels."""
     cert = UNC if f.hedged or (f.status == "stable" and f.name not in _NO_STABLE_WORDING) else POS
     return phrase(PHRASES[f.name], f, rng, cert)

@@ -30,6 +30,8 @@ UNTRACKED = (
     "experiment",
     "tracking_uri",
     "log_checkpoint",
+    "rdzv_endpoint",  # where the nodes meet, not what they compute
+    "rdzv_id",
 )
 
 

@@ -72,22 +72,33 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def torchrun_command(module: str, args: list[str], nproc_per_node: int, nnodes: int) -> list[str]:
+RDZV_ENV = {"endpoint": "PET_RDZV_ENDPOINT", "id": "PET_RDZV_ID"}  # torchrun's own environment names
+
+
+def torchrun_command(
+    module: str,
+    args: list[str],
+    nproc_per_node: int,
+    nnodes: int,
+    rdzv_endpoint: str = "127.0.0.1:29400",
+    rdzv_id: str = "medprobclip",
+) -> list[str]:
     """The torchrun command line for `python -m module args` on this node.
 
-    Multi-node runs read NODE_RANK, MASTER_ADDR and MASTER_PORT from the environment (as torchrun docs
-    describe); a single node uses a free local port.
+    One node: a standalone rendezvous on a free local port. Several: every node runs the same command and
+    they meet through torchrun's c10d rendezvous at `rdzv_endpoint` (a TCP store hosted by the node whose
+    address it is), so no node needs a rank of its own; `PET_RDZV_ENDPOINT` / `PET_RDZV_ID` (torchrun's
+    environment names) override the params per job, e.g. the first host of a SLURM allocation.
     """
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc_per_node}"]
     if nnodes > 1:
-        missing = [k for k in ("NODE_RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
-        if missing:
-            raise RuntimeError(f"train.nnodes={nnodes} needs {', '.join(missing)} set on every node")
+        endpoint = os.environ.get(RDZV_ENV["endpoint"]) or rdzv_endpoint
+        job = os.environ.get(RDZV_ENV["id"]) or rdzv_id
         cmd += [
             f"--nnodes={nnodes}",
-            f"--node-rank={os.environ['NODE_RANK']}",
-            f"--master-addr={os.environ['MASTER_ADDR']}",
-            f"--master-port={os.environ['MASTER_PORT']}",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={endpoint}",
+            f"--rdzv-id={job}",
         ]
     else:
         cmd += ["--standalone", "--nnodes=1"]

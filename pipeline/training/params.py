@@ -44,6 +44,10 @@ class TrainParams:
     shuffle_buffer: int = 1000
     nproc_per_node: int = 1
     nnodes: int = 1
+    rdzv_endpoint: str = (
+        "127.0.0.1:29400"  # nnodes > 1: torchrun c10d rendezvous host:port (a node's address)
+    )
+    rdzv_id: str = "medprobclip"  # nnodes > 1: the job id every node of one run shares
     log_every: int = 10  # optimiser steps between per-step metric logs
     progress: bool = True
     retries: int = 2  # Prefect retries of the training task (each retry resumes)
@@ -66,6 +70,11 @@ class TrainParams:
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
         if self.workers < 0 or self.retries < 0 or self.log_every < 1:
             raise ValueError("need workers >= 0, retries >= 0, log_every >= 1")
+        host, _, port = self.rdzv_endpoint.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"rdzv_endpoint must be host:port, got {self.rdzv_endpoint!r}")
+        if not self.rdzv_id or not all(c.isalnum() or c in "-_." for c in self.rdzv_id):
+            raise ValueError(f"rdzv_id must be letters, digits, '-', '_' or '.', got {self.rdzv_id!r}")
 
     @property
     def world_size(self) -> int:

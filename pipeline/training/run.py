@@ -163,10 +163,16 @@ def launch(request: TrainRequest, cfg: ResolvedConfig | None = None) -> dict[str
     # (and DDP ranks) get a fresh process of their own.
     argv = [request.to_json()]
     if train.world_size > 1:
-        cmd = ddp.torchrun_command(WORKER_MODULE, argv, train.nproc_per_node, train.nnodes)
+        cmd = ddp.torchrun_command(
+            WORKER_MODULE, argv, train.nproc_per_node, train.nnodes, train.rdzv_endpoint, train.rdzv_id
+        )
     else:
         cmd = [sys.executable, "-m", WORKER_MODULE, *argv]
     result = subprocess.run(cmd, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"training process exited with {result.returncode}: {' '.join(cmd)}")
+    if train.nnodes > 1 and not request.metrics_path.is_file():
+        # Global rank 0 ran on another node and wrote the outputs there (no shared `out` folder).
+        print(f"{request.method}: training done; global rank 0 on another node wrote {request.out}")
+        return {}
     return json.loads(request.metrics_path.read_text(encoding="utf-8"))

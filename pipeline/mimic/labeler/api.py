@@ -84,7 +84,11 @@ def choose_label_text(
     return choose_label_section(findings, impression, last_paragraph, order)[1]
 
 
-def _read_report_csv(path: Path, text_column: str) -> tuple[pd.DataFrame, int]:
+HEADERLESS_COLUMN = "Reports"  # what CheXpert's labeler names the text column of headerless input
+
+
+def _read_report_csv(path: Path, text_column: str) -> tuple[pd.DataFrame, str, int]:
+    """(rows, name of the text column, number of repaired bytes)."""
     raw = path.read_bytes()
     try:
         data, repaired = raw.decode("utf-8-sig"), 0
@@ -92,7 +96,7 @@ def _read_report_csv(path: Path, text_column: str) -> tuple[pd.DataFrame, int]:
         data = raw.decode("utf-8-sig", errors="replace")
         repaired = data.count("\ufffd") - raw.decode("utf-8-sig", errors="ignore").count("\ufffd")
     if not data.strip():
-        return pd.DataFrame({text_column: pd.Series([], dtype=object)}), repaired
+        return pd.DataFrame({text_column: pd.Series([], dtype=object)}), text_column, repaired
     frame = pd.read_csv(io.StringIO(data), dtype=str, keep_default_na=False)
     if text_column not in frame.columns:
         if len(frame.columns) != 1:
@@ -101,9 +105,10 @@ def _read_report_csv(path: Path, text_column: str) -> tuple[pd.DataFrame, int]:
                 "pass text_column, or give one report per row in a single-column file without header"
             )
         frame = pd.read_csv(
-            io.StringIO(data), dtype=str, keep_default_na=False, header=None, names=[text_column]
+            io.StringIO(data), dtype=str, keep_default_na=False, header=None, names=[HEADERLESS_COLUMN]
         )
-    return frame, repaired
+        return frame, HEADERLESS_COLUMN, repaired
+    return frame, text_column, repaired
 
 
 def label_csv(
@@ -116,13 +121,14 @@ def label_csv(
     """The CheXpert labeler's interface: one report per row in, the same rows plus 14 labels out.
 
     A file with a `text_column` header keeps all its columns; a single-column file without that header
-    is read as one report per row (CheXpert's own input). Label columns follow in CheXpert's order; any
-    existing columns of those names are replaced. Returns counts for the log.
+    is read as one report per row (CheXpert's own input) and, as CheXpert writes it, comes out under a
+    `Reports` column. Label columns follow in CheXpert's order; any existing columns of those names are
+    replaced. Returns counts for the log.
     """
     in_csv = Path(in_csv)
     if not in_csv.is_file():
         raise FileNotFoundError(f"{in_csv}: report CSV not found")
-    frame, repaired = _read_report_csv(in_csv, text_column)
+    frame, text_column, repaired = _read_report_csv(in_csv, text_column)
     labels = label_reports(frame[text_column].tolist(), aggregation=aggregation, workers=workers)
     out = frame.drop(columns=[c for c in schema.CHEXPERT_ORDER if c in frame.columns and c != text_column])
     out = pd.concat(

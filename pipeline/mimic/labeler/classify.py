@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from typing import NamedTuple
 
-from pipeline.mimic.labeler.rules import NEG, POST, PRE, clean_text, scopes
+from pipeline.mimic.labeler.rules import NEG, POST, POST_SHAPE, PRE, SHAPE_WORDS, clean_text, scopes
 from pipeline.mimic.labeler.trie import split_literal
 from pipeline.mimic.labeler.vocab import (
     HEART_FAILURE,
     INHERENTLY_UNCERTAIN_RE,
     MENTIONS,
+    ORGAN_ONLY,
+    SIZE_WORDS,
     alternation,
     compile_vocabulary,
 )
@@ -101,6 +104,18 @@ def find_mentions(text: str) -> list[tuple[str, int, int, str]]:
     return found
 
 
+_SENTENCE_END = re.compile(r"[.!?;](?= |$)")
+_SENTENCE_REACH = 200  # characters each side: bounds the search in text without sentence ends
+
+
+def _sentence_has(text: str, ends: list[int], start: int, end: int, words: re.Pattern[str]) -> bool:
+    """Whether the sentence around [start, end) holds `words` outside the mention itself."""
+    i = bisect_left(ends, start)
+    lo = max(ends[i - 1] + 1 if i > 0 else 0, start - _SENTENCE_REACH)
+    hi = min(ends[i] if i < len(ends) else len(text), end + _SENTENCE_REACH)
+    return words.search(text, lo, start) is not None or words.search(text, end, hi) is not None
+
+
 def classify(text: str, cleaned: bool = False) -> list[Mention]:
     """Every mention with its label; first rule family that covers the mention wins."""
     if not cleaned:
@@ -108,17 +123,28 @@ def classify(text: str, cleaned: bool = False) -> list[Mention]:
     hits = find_mentions(text)
     if not hits:
         return []
-    pre, neg, post = (_Cover(intervals) for intervals in scopes(text))
+    pre, neg, post, shape = (_Cover(intervals) for intervals in scopes(text))
+    sentence_ends: list[int] | None = None
     out = []
     for observation, start, end, mention in hits:
         if start in pre:
             label = UNCERTAIN
         elif start in neg:
             label = NEGATIVE
-        elif start in post or INHERENTLY_UNCERTAIN_RE.fullmatch(mention):
+        elif (
+            start in post
+            or INHERENTLY_UNCERTAIN_RE.fullmatch(mention)
+            or (start in shape and SHAPE_WORDS.search(mention))
+        ):
             label = UNCERTAIN
         else:
             label = POSITIVE
+            organ = ORGAN_ONLY.get(observation)
+            if organ is not None and organ.fullmatch(mention):
+                if sentence_ends is None:
+                    sentence_ends = [m.start() for m in _SENTENCE_END.finditer(text)]
+                if not _sentence_has(text, sentence_ends, start, end, SIZE_WORDS):
+                    continue
         out.append(Mention(observation, start, end, mention, label))
     return out
 
@@ -127,4 +153,15 @@ def is_heart_failure(mention: Mention) -> bool:
     return mention.label != NEGATIVE and HEART_FAILURE.search(mention.text) is not None
 
 
-__all__ = ["NEG", "NEGATIVE", "POSITIVE", "POST", "PRE", "UNCERTAIN", "Mention", "classify", "find_mentions"]
+__all__ = [
+    "NEG",
+    "NEGATIVE",
+    "POSITIVE",
+    "POST",
+    "POST_SHAPE",
+    "PRE",
+    "UNCERTAIN",
+    "Mention",
+    "classify",
+    "find_mentions",
+]

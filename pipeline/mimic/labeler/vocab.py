@@ -48,8 +48,9 @@ MENTIONS: dict[str, tuple[str, ...]] = {
         r"(?:widened|enlarged|wide|prominent) (?:superior )?mediastin(?:um|al contours?)",
     ),
     "Lung Lesion": (
-        r"nodul(?:e|es|ar|arity|arities)",
+        r"nodules?",
         r"masse?s?",
+        r"mass-?like",
         r"lesions?",
         r"tumou?rs?",
         r"neoplasms?",
@@ -192,6 +193,37 @@ MENTIONS: dict[str, tuple[str, ...]] = {
         r"air[- ]fluid levels?",
         r"dilat(?:ed|ation)",
         r"lucenc(?:y|ies)",
+        # from CheXpert's no-finding list: abnormal, though none of the 13 observations
+        r"bronchospasm",
+        r"bronchiolitis",
+        r"interstitial markings",
+        r"aortic disease",
+        r"osteodystrophy",
+        r"inflam(?:mation|matory|ed)",
+        r"fissures?",
+        r"hypertension",
+        r"prominen(?:ce|t)",
+        r"blunt(?:ed|ing)",
+        r"thoracentesis",
+        r"radiopaque",
+        r"aerophagia",
+        r"arthropath(?:y|ies)",
+        r"tracheostomy",
+        r"bullets?",
+        # common chest radiograph abnormalities of the same kind
+        r"(?:low|diminished|decreased|reduced) lung volumes?",
+        r"hypo(?:inflat|ventilat|aerat|expan)(?:ion|ed)",
+        r"hyperaerat(?:ion|ed)",
+        r"fibro(?:sis|tic)",
+        r"(?:post-?operative|post-?surgical|surgical) changes?",
+        r"cholecystectomy",
+        r"syndesmophytes?",
+        r"end-?plate",
+        r"arthriti(?:s|c)",
+        r"spurring",
+        r"ectatic|ectasia",
+        r"wedg(?:e|ing)",
+        r"flatten(?:ed|ing)",
     ),
 }
 
@@ -230,7 +262,12 @@ UNMENTIONS: dict[str, tuple[str, ...]] = {
         r"pericardial (?:effusions?|fluid)",
         r"(?:joint|knee|abdominal|peritoneal) effusions?",
     ),
-    "Pneumonia": (r"(?:urinary tract|line|catheter|wound|skin) infections?",),
+    "Pneumonia": (
+        r"(?:urinary tract|line|catheter|wound|skin) infections?",
+        # an old, healed or granulomatous infection is a sequela, not a pneumonia
+        r"(?:prior|previous|old|remote|healed|past|granulomatous|tuberculous|tuberculosis|tb|"
+        r"histoplasmosis|fungal|mycobacterial) (?:\w+ )?(?:infections?|infectious (?:process|disease))",
+    ),
     "Fracture": (
         r"(?:fractured|fracture of the|broken) (?:sternal |sternotomy |pacer |pacemaker )?(?:wires?|leads?)",
     ),
@@ -256,6 +293,19 @@ INHERENTLY_UNCERTAIN: tuple[str, ...] = (
     r"(?:vessels|vasculature|vascular markings)",
     r"blunt(?:ed|ing)(?: of)?(?: the)? " + _SIDE + r"(?:costophrenic|cp) (?:angles?|sulc(?:us|i))",
     r"(?:costophrenic|cp) (?:angles?|sulc(?:us|i)) (?:is |are )?(?:blunting|blunted)",
+)
+
+# A mention that only names the organ ("the heart", "cardiac silhouette") says nothing about its size:
+# it counts only where its sentence describes one ("the heart is enlarged", "heart size is normal").
+ORGAN_ONLY = {
+    CARDIOMEGALY: re.compile(
+        r"heart|heart size|size of the heart|cardiac (?:size|silhouette|contour|shadow)"
+    ),
+}
+SIZE_WORDS = re.compile(
+    r"\b(?:enlarg\w*|large|larger|big|bigger|increas\w*|prominen\w*|cardiomegaly|hypertroph\w*|dilat\w*|"
+    r"globular|size|sized|mild|mildly|moderate|moderately|severe|severely|marked|markedly|massive|"
+    r"massively|upper limits?|top|borderline)\b"
 )
 
 # Mention texts (cleaned) that also make Cardiomegaly uncertain when positive or uncertain.
