@@ -143,7 +143,7 @@ def _load_retriever(args: argparse.Namespace):  # -> pipeline.retrieval.Retrieve
     if model and model.startswith(("models:/", "runs:/")):
         from pipeline.retrieval.pyfunc import load_retriever_from_mlflow
 
-        return load_retriever_from_mlflow(model)
+        return load_retriever_from_mlflow(model, device=args.device)
     if not model:
         if not args.method:
             raise ConfigError("give --model DIR|models:/… or --method M [--seed S]")
@@ -171,7 +171,9 @@ def _retrieve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", help="with --seed: the pipeline's model folder of this method")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--params", default="params.yaml", help="where data.models_dir is read (with --method)")
-    p.add_argument("--k", type=int, default=5, help="hits per query (abstention is calibrated for this K)")
+    p.add_argument(
+        "--k", type=int, default=None, help="hits per query (default: the bundle's k, params retrieval.k)"
+    )
     p.add_argument(
         "--target-risk", type=float, help="default: the bundle's (params.yaml retrieval.target_risk)"
     )
@@ -186,13 +188,19 @@ def _run_retrieve(args: argparse.Namespace) -> None:
 
     if not args.images and not args.text:
         raise ConfigError('give one or more IMAGE files or --text "report text"')
-    if args.k < 1:
+    if args.k is not None and args.k < 1:
         raise ConfigError(f"--k must be >= 1, got {args.k}")
-    if args.target_risk is not None and not 0 < args.target_risk < 1:
-        raise ConfigError(f"--target-risk must lie in (0, 1), got {args.target_risk}")
+    if args.target_risk is not None:
+        from pipeline.metrics.abstention import check_level
+
+        try:
+            check_level("--target-risk", args.target_risk)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     retriever = _load_retriever(args)
     if args.target_risk is not None:
         retriever = retriever.with_target_risk(args.target_risk)
+    args.k = args.k or retriever.k_default  # the k the bundle's threshold is calibrated at
     images = []
     for name in args.images:
         path = Path(name)
@@ -216,7 +224,7 @@ def _gallery_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model folder (models/<method>/seed<seed>, holds best/)")
     p.add_argument("--reports", help="CSV with study_id and text (or findings/impression) to search")
     p.add_argument("--out", help="bundle folder (default <model>/retrieval)")
-    p.add_argument("--params", default="params.yaml", help="retrieval + evaluate.query_text settings")
+    p.add_argument("--params", default="params.yaml", help="retrieval + evaluate settings (required file)")
     p.add_argument("--shards", default="data/shards")
     p.add_argument("--studies", default="data/studies")
     p.add_argument("--tokenizer", default="models/tokenizer")
@@ -224,25 +232,16 @@ def _gallery_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_gallery(args: argparse.Namespace) -> None:
-    from pipeline.config import build, read_params
-    from pipeline.evaluation.params import EvaluateParams
-    from pipeline.retrieval.gallery import make_gallery
-    from pipeline.retrieval.params import RetrievalParams
+    from pipeline.retrieval.gallery import gallery_from_params
 
-    raw = read_params(args.params) if Path(args.params).is_file() else {}
-    section = (raw.get("retrieval") or {}) | ({"reports": args.reports} if args.reports else {})
-    params = build(RetrievalParams, section, f"{args.params}:retrieval")
-    evaluate = build(EvaluateParams, raw.get("evaluate"), f"{args.params}:evaluate")
-    bundle = make_gallery(
+    bundle, _ = gallery_from_params(
+        args.params,
         args.model,
         args.shards,
         args.studies,
-        params,
-        args.tokenizer,
-        args.out,
-        None,
-        evaluate.query_text,
-        evaluate.confidence,
+        tokenizer=args.tokenizer,
+        out=args.out,
+        reports=args.reports,
     )
     out = args.out or Path(args.model) / "retrieval"
     print(f"wrote a gallery of {len(bundle.report_ids)} reports to {out}")

@@ -22,6 +22,7 @@ import pydantic
 import yaml
 
 from pipeline.errors import PipelineError
+from pipeline.io import decode_utf8
 
 T = TypeVar("T")
 # Fields that carry a random seed: numpy and torch take 0 … 2**32 - 1; a negative one crashes mid-run.
@@ -41,6 +42,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges a mapping in; its keys may be overridden here on purpose
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
             if isinstance(key, typing.Hashable) and key in seen:
                 raise yaml.constructor.ConstructorError(
@@ -55,22 +58,20 @@ def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: parameter file not found (run from the project root or pass --params)")
     try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: line {line}: not UTF-8 text; save the file as UTF-8") from None
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the parameter file ({exc.strerror})") from None
+    text = decode_utf8(path, data, ConfigError, "not UTF-8 text; save the file as UTF-8")
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # a SafeLoader subclass
+        params = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}: {where}invalid YAML ({problem}); fix the syntax") from None
-    if not isinstance(data, dict):
+    if not isinstance(params, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return data
+    return params
 
 
 def suggest(key: str, options: typing.Iterable[str]) -> str:
@@ -95,6 +96,14 @@ def _tuples(value: Any) -> Any:
 
 def _has_tuple(tp: Any) -> bool:
     return tp is tuple or typing.get_origin(tp) is tuple or any(_has_tuple(a) for a in typing.get_args(tp))
+
+
+def _pydantic_blind(tp: Any) -> bool:
+    """Whether `tp` holds, at any depth, a type the strict check would wrongly refuse: `Any`, a `Path`
+    (YAML gives a string, strict mode wants a Path object) or a dataclass (checked by its own build)."""
+    if tp is Any or tp is Path or (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
+        return True
+    return any(_pydantic_blind(a) for a in typing.get_args(tp))
 
 
 @functools.cache
@@ -152,7 +161,7 @@ def check_value(tp: Any, value: Any, where: str) -> Any:
     a ConfigError naming `where` (``params.yaml:section.key``) and what is expected."""
     if _has_tuple(tp):
         value = _tuples(value)
-    adapter = None if tp is Any or tp is Path else _adapter(tp)
+    adapter = None if _pydantic_blind(tp) else _adapter(tp)
     if adapter is None:
         return value
     try:

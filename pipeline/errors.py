@@ -26,6 +26,19 @@ ENVIRONMENT_ERRNOS = (
     errno.EXDEV,
     errno.ETXTBSY,
 )
+# Of those, the ones that mean the machine or file system even when raised outside the output writers: a
+# bare EISDIR, ENOTDIR, EXDEV, EPERM, ELOOP or EIO is as often our own bug (a wrong path built in code), so
+# it keeps its traceback unless `pipeline.io` raised it as an `OutputError` for a path it was writing.
+BARE_ENVIRONMENT_ERRNOS = (
+    *DISK_FULL,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EFBIG,
+    errno.ENAMETOOLONG,
+    errno.EMFILE,
+    errno.ENFILE,
+    errno.ETXTBSY,
+)
 _ADVICE = {
     errno.EROFS: "read-only file system; write the outputs to a writable folder (or remount it read-write)",
     errno.EACCES: "permission denied; check the owner and mode of the file and its folder (`ls -ld {dir}`)",
@@ -55,10 +68,21 @@ class OutputError(PipelineError):
     Raised by the atomic writers in `pipeline.io`, the one door every output goes through; the message
     names the output and says what to do. Nothing half-written is kept (temporaries are removed)."""
 
-    def __init__(self, exc: OSError, path: str | os.PathLike) -> None:
-        super().__init__(os_error_message(exc, path, writing=True))
-        self.errno = exc.errno
-        self.filename = exc.filename or str(path)
+    def __init__(self, message: str, errno: int | None = None, filename: str | None = None) -> None:
+        # The message is the only positional argument, so `self.args == (message,)` and the error pickles:
+        # raised in a process-pool or Dask worker it reaches the driver as itself (one line), not as a
+        # BrokenProcessPool with a traceback.
+        super().__init__(message)
+        self.errno = errno
+        self.filename = filename
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (str(self), self.errno, self.filename))
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, path: str | os.PathLike) -> OutputError:
+        """The one line for `exc`, raised while writing output `path`."""
+        return cls(os_error_message(exc, path, writing=True), exc.errno, str(exc.filename or path))
 
 
 def disk_full_message(exc: OSError) -> str:
@@ -92,7 +116,7 @@ def user_message(exc: BaseException) -> str | None:
     """The one line to show for an error the user can fix, or None for a bug (keep its traceback)."""
     if isinstance(exc, PipelineError):
         return str(exc)
-    if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+    if isinstance(exc, OSError) and exc.errno in BARE_ENVIRONMENT_ERRNOS:
         return os_error_message(exc)
     return None
 

@@ -15,11 +15,10 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prefect import flow, task
+from prefect import Flow, flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect_dask import DaskTaskRunner
 from tqdm import tqdm
 
 from pipeline.errors import PipelineError
@@ -63,25 +62,36 @@ def evaluation_flow(request: EvaluateRequest, params: EvaluateParams, retries: i
 
 
 @task(name="data-piece", cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=is_transient)
-def piece_task(fn: Callable[[Any], Any], item: Any) -> tuple[Any, str, dict[str, Any]]:
+def piece_task(
+    fn: Callable[[Any], Any], item: Any, reference: dict[str, Any]
+) -> tuple[Any, str, dict[str, Any]]:
     """One independent piece of a data stage (e.g. one shard), given paths, not bytes. Pieces write
-    atomically under fixed names, so a retry (or Dask re-running it after its worker died) redoes it."""
-    return run_piece(fn, item)
+    atomically under fixed names, so a retry (or Dask re-running it after its worker died) redoes it.
+    Prefect records only references to upstream runs as a task run's inputs, never argument values."""
+    return run_piece(fn, item, reference)
 
 
-@flow(name="data-pieces", persist_result=False, validate_parameters=False)
-def pieces_flow(fn: Callable[[Any], Any], items: list, desc: str, retries: int = 2) -> list:
-    piece = piece_task.with_options(retries=retries, retry_delay_seconds=1)
-    futures = [
-        piece.with_options(task_run_name=f"{desc} #{i}").submit(fn, item) for i, item in enumerate(items)
-    ]
-    position = {future.task_run_id: i for i, future in enumerate(futures)}
-    results: dict[int, Any] = {}
-    with tqdm(total=len(items), desc=desc, unit="piece", disable=None) as bar:
-        for future in as_completed(futures):
-            results[position[future.task_run_id]] = future.result()
-            bar.update()
-    return [results[i] for i in range(len(items))]
+def pieces_flow(fn: Callable[[Any], Any], items: list, reference: dict[str, Any]) -> Flow:
+    """The flow that runs `fn` on each of `items` as a task. The items stay here, on the driver: Prefect
+    stores a flow run's parameters in its server's database, and the items (a shard's study rows) carry
+    report text, so the flow's only parameters are the description and the number of pieces."""
+
+    @flow(name="data-pieces", persist_result=False, validate_parameters=False)
+    def data_pieces(desc: str, n_pieces: int, retries: int = 2) -> list:
+        piece = piece_task.with_options(retries=retries, retry_delay_seconds=1)
+        futures = [
+            piece.with_options(task_run_name=f"{desc} #{i}").submit(fn, item, reference)
+            for i, item in enumerate(items)
+        ]
+        position = {future.task_run_id: i for i, future in enumerate(futures)}
+        results: dict[int, Any] = {}
+        with tqdm(total=n_pieces, desc=desc, unit="piece", disable=None) as bar:
+            for future in as_completed(futures):
+                results[position[future.task_run_id]] = future.result()
+                bar.update()
+        return [results[i] for i in range(n_pieces)]
+
+    return data_pieces
 
 
 @contextlib.contextmanager
@@ -101,7 +111,13 @@ def shared_api(address: str) -> Iterator[None]:
         yield
 
 
-def run_pieces_on_dask(address: str, fn: Callable[[Any], Any], items: list, desc: str) -> list:
-    """`pieces_flow` with its tasks on the Dask scheduler at `address` (`pipeline.parallel.ClusterMap`)."""
+def run_pieces_on_dask(
+    address: str, fn: Callable[[Any], Any], items: list, desc: str, reference: dict[str, Any]
+) -> list:
+    """`pieces_flow` with its tasks on the Dask scheduler at `address` (`pipeline.parallel.ClusterMap`);
+    every piece refuses a worker whose build differs from `reference` before it writes anything."""
+    from prefect_dask import DaskTaskRunner  # imports dask/distributed: only for data stages on a cluster
+
     with shared_api(address):
-        return pieces_flow.with_options(task_runner=DaskTaskRunner(address=address))(fn, items, desc)
+        runner = DaskTaskRunner(address=address)
+        return pieces_flow(fn, items, reference).with_options(task_runner=runner)(desc, len(items))

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import os
+import stat
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +40,10 @@ RESAMPLING = {
     "bilinear": Image.Resampling.BILINEAR,
 }
 _JPEG_MAGIC = b"\xff\xd8\xff"
+# The exception types Pillow's JPEG/PNG/TIFF plugins raise on damaged or hostile bytes. Anything else
+# (a TypeError, an AttributeError) is a bug of ours and keeps its traceback; MemoryError propagates too, so
+# an image's verdict never depends on how much memory happens to be free.
+_DECODER_FAILURES = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error)
 
 
 class ImageReject(Exception):
@@ -63,28 +70,38 @@ def resolve_image_path(root: str | os.PathLike, path: str) -> Path:
     """Join a CSV image path onto `root`, refusing anything that would leave it (an `unsafe_path` reject)."""
     if not path:
         raise ImageReject("unsafe_path", "empty path")
-    if "\x00" in path:
-        raise ImageReject("unsafe_path", f"{path!r} contains a NUL byte")
     try:
-        return resolve_under(root, path)
+        return resolve_under(root, path)  # refuses a NUL byte too
     except UnsafePathError as exc:
         raise ImageReject("unsafe_path", str(exc)) from None
-    except RuntimeError as exc:  # Python 3.11's Path.resolve reports a symlink loop this way
-        raise ImageReject("unreadable", f"{path}: {exc}") from None
-    except (OSError, ValueError) as exc:
+    except (RuntimeError, OSError, ValueError) as exc:  # 3.11's Path.resolve: a symlink loop is RuntimeError
         raise ImageReject("unreadable", f"{path}: {exc}") from None
 
 
 def read_image_bytes(path: Path) -> bytes:
     """The file's bytes; every way the OS can refuse them is a reject of this one image."""
     try:
-        data = path.read_bytes()
+        # O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; only a regular file is read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ImageReject("missing", str(path)) from None
     except IsADirectoryError:
         raise ImageReject("not_an_image", f"{path} is a directory") from None
     except (OSError, ValueError) as exc:  # EACCES, ELOOP, ENAMETOOLONG, EIO, ...
         raise ImageReject("unreadable", f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ImageReject("not_an_image", f"{path} is a directory")
+        if not stat.S_ISREG(mode):
+            raise ImageReject("unreadable", f"{path}: not a regular file (a FIFO, socket or device)")
+        os.set_blocking(fd, True)
+        with open(fd, "rb", closefd=False) as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ImageReject("unreadable", f"{path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     if not data:
         raise ImageReject("empty_file", str(path))
     return data
@@ -126,9 +143,7 @@ def load_resized(
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageReject("too_large", str(exc)) from None
-        except MemoryError:
-            raise ImageReject("too_large", "decoding it would exhaust memory") from None
-        except Exception as exc:  # any other decoder failure on these bytes is this image's problem
+        except _DECODER_FAILURES as exc:  # how Pillow's decoders fail on bad bytes: this image's problem
             raise ImageReject("undecodable", f"{type(exc).__name__}: {exc}") from None
 
 

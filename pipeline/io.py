@@ -28,6 +28,7 @@ from typing import IO, Any
 
 import filelock
 import pandas as pd
+import pyarrow.lib
 
 from pipeline.errors import ENVIRONMENT_ERRNOS, OutputError, PipelineError
 
@@ -38,23 +39,37 @@ class ConcurrentRunError(PipelineError):
     """Another live process is writing the same output."""
 
 
+def _is_output_side(filename: Any, path: Path) -> bool:
+    """Whether an OS error's file is the output `path`, one of its folders, or inside its folder (the
+    temporary sibling): only those are this write's failure; any other file is some other problem."""
+    if filename is None:
+        return True  # `write()`/`fsync()` errors name no file
+    try:
+        name, target = Path(os.path.abspath(os.fsdecode(filename))), Path(os.path.abspath(path))
+    except (TypeError, ValueError):
+        return False
+    return name == target or name in target.parents or target.parent in name.parents
+
+
 @contextlib.contextmanager
 def _output_errors(path: Path) -> Iterator[None]:
     """An OS error of the machine or file system while writing `path` becomes one line naming it
-    (`write()` errors name no file; a bare EROFS/EFBIG/EACCES is a traceback otherwise)."""
+    (`write()` errors name no file; a bare EROFS/EFBIG/EACCES is a traceback otherwise). An error about
+    some other file (an input read inside the block) passes through untouched."""
     try:
         yield
     except OSError as exc:
-        if exc.errno in ENVIRONMENT_ERRNOS:
-            raise OutputError(exc, path) from exc
+        if exc.errno in ENVIRONMENT_ERRNOS and _is_output_side(exc.filename, path):
+            raise OutputError.from_os_error(exc, path) from exc
         raise
 
 
 def _lock_file(path: Path, kind: str) -> Path:
-    """Where the lock of `path` lives: outside every output folder, keyed by the absolute path."""
+    """Where the lock of `path` lives: outside every output folder, keyed by the absolute path, in a
+    folder of this user's own (a shared sticky folder would be cut down by the umask and refuse others)."""
     key = hashlib.sha256(f"{kind}:{os.path.abspath(path)}".encode()).hexdigest()[:32]
-    folder = Path(tempfile.gettempdir()) / LOCK_DIR_NAME
-    folder.mkdir(mode=0o1777, exist_ok=True)
+    folder = Path(tempfile.gettempdir()) / f"{LOCK_DIR_NAME}-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
     return folder / f"{key}.lock"
 
 
@@ -102,7 +117,7 @@ def remove_stale_temps(path: Path, suffix: str = "") -> None:
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
-    with _output_errors(path), _locked(path, "write", "writing"):
+    with _locked(path, "write", "writing"), _output_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(path, suffix)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
@@ -129,7 +144,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory under a temporary name and swap it into place on success."""
     path = Path(path)
-    with _output_errors(path), _locked(path, "write", "writing"):
+    with _locked(path, "write", "writing"), _output_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -148,6 +163,16 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def decode_utf8(path: str | os.PathLike, data: bytes, error: type[Exception], problem: str) -> str:
+    """`data` as UTF-8 text, or `error("<path>: line N: <problem>")` naming the line of the first bad
+    byte; `{byte}` in `problem` becomes that byte (0x..). Every text input a user can edit is read so."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(f"{path}: line {line}: {problem.replace('{byte}', f'{data[exc.start]:#04x}')}") from None
+
+
 def read_parquet_input(path: str | os.PathLike, stage: str) -> pd.DataFrame:
     """An intermediate table another stage wrote; missing or damaged means: rerun that stage."""
     path = Path(path)
@@ -155,7 +180,7 @@ def read_parquet_input(path: str | os.PathLike, stage: str) -> pd.DataFrame:
         raise PipelineError(f"{path}: not found; run the `{stage}` stage first (dvc repro {stage})")
     try:
         return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow reports a damaged file with several exception types
+    except (OSError, ValueError, pyarrow.lib.ArrowException) as exc:  # a damaged file: several types
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PipelineError(
             f"{path}: unreadable ({reason}); rerun the `{stage}` stage (dvc repro -f {stage}) or restore "
@@ -198,8 +223,14 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def _has_carriage_return(frame: pd.DataFrame) -> bool:
     for column in frame.columns:
         values = frame[column]
-        textual = values.dtype == object or pd.api.types.is_string_dtype(values.dtype)
-        if textual and values.astype(str).str.contains("\r", regex=False).any():
+        if values.dtype == object:
+            # Mixed cells are written as `str(cell)`; strings are checked without a copy.
+            if values.map(lambda v: "\r" in (v if isinstance(v, str) else str(v))).any():
+                return True
+        elif (
+            pd.api.types.is_string_dtype(values.dtype)
+            and values.str.contains("\r", regex=False, na=False).any()
+        ):
             return True
     return False
 

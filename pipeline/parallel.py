@@ -9,7 +9,9 @@ The library only calls `parallel_map`. A cluster mapper is installed around a st
 (`pipeline.prefect_env.data_executor`, which submits the pieces as Prefect tasks through prefect-dask), so
 the library never imports its orchestration. Every piece reports the byte-relevant library builds of the
 worker that ran it; a worker whose build differs from the driver's is refused (its Pillow/libjpeg-turbo or
-numpy could write different bytes), before any piece is submitted where possible.
+numpy could write different bytes): the workers connected at the start are asked before anything is
+submitted, and every piece checks its worker against the driver's build before it writes anything, so a
+worker that joins later cannot leave bytes (and a done-marker a later run would resume from) behind.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ EXECUTOR_ENV = "PIPELINE_EXECUTOR"
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 EXECUTORS = ("process", "dask")
 # What decides the bytes a piece writes (JPEG encoder, resampling, SIMD paths): must match the driver's.
+# Not `numpy_simd`: it lists the CPU's features, so it differs between any two CPU models, yet numpy's part
+# of a piece (elementwise float64 arithmetic, min/max, rint in `imaging.to_gray8`) is correctly rounded at
+# every vector width; libjpeg-turbo's SIMD paths are selected by the `JSIMD_*` variables kept in `env`.
 BYTE_BUILD_KEYS = ("machine", "numpy", "pillow", "libjpeg_turbo", "zlib", "env")
 
 Mapper = Callable[[Callable[[Any], Any], list, str], list]
@@ -116,9 +121,14 @@ def worker_id() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def run_piece(fn: Callable[[Any], Any], item: Any) -> tuple[Any, str, dict[str, Any]]:
-    """One piece on a worker: (fn(item), who ran it, its byte build)."""
-    return fn(item), worker_id(), byte_build()
+def run_piece(
+    fn: Callable[[Any], Any], item: Any, reference: dict[str, Any]
+) -> tuple[Any, str, dict[str, Any]]:
+    """One piece on a worker: (fn(item), who ran it, its byte build). The worker's build is checked against
+    the driver's `reference` first, so a mismatched worker writes nothing (not even a done-marker)."""
+    who, build = worker_id(), byte_build()
+    check_builds(reference, {who: build})
+    return fn(item), who, build
 
 
 def check_builds(reference: dict[str, Any], builds: dict[str, dict[str, Any]]) -> None:
@@ -141,13 +151,17 @@ class ClusterMap:
     `pipeline.flows.run_pieces_on_dask`), checking and recording each worker's build."""
 
     address: str
-    submit: Callable[[str, Callable, list, str], list]
+    submit: Callable[[str, Callable, list, str, dict[str, Any]], list]
     reference: dict[str, Any] = field(default_factory=byte_build)
     builds: dict[str, dict[str, Any]] = field(default_factory=dict)
     pieces: dict[str, int] = field(default_factory=dict)
+    checked: bool = False
 
     def check_workers(self) -> None:
-        """Ask every connected worker for its build before anything is written."""
+        """Ask every connected worker for its build before anything is written (once per stage: workers
+        joining later are checked by each piece, `run_piece`)."""
+        if self.checked:
+            return
         from distributed import Client
 
         with Client(self.address, timeout=30) as client:
@@ -156,11 +170,11 @@ class ClusterMap:
             raise ExecutorError(f"Dask scheduler {self.address} has no workers")
         check_builds(self.reference, found)
         self.builds.update(found)
+        self.checked = True
 
     def __call__(self, fn: Callable[[Any], Any], items: list, desc: str) -> list:
         self.check_workers()
-        outputs = self.submit(self.address, fn, items, desc)
-        check_builds(self.reference, {who: build for _, who, build in outputs})  # workers that joined late
+        outputs = self.submit(self.address, fn, items, desc, self.reference)
         for _, who, build in outputs:
             self.builds[who] = build
             self.pieces[who] = self.pieces.get(who, 0) + 1

@@ -73,8 +73,9 @@ class SplitLeakError(PipelineError, ValueError):
 def check_patient_splits(split: pd.DataFrame, skip: set[int]) -> None:
     """Raise SplitLeakError naming the patients whose studies (other than `skip`) lie in several splits."""
     rows = split.loc[~split["study_id"].isin(skip), ["subject_id", "split"]].drop_duplicates()
-    per_subject = rows.groupby("subject_id")["split"].agg(lambda s: ", ".join(sorted(s)))
-    leaks = per_subject[rows.groupby("subject_id")["split"].nunique() > 1]
+    per_subject = rows.groupby("subject_id")["split"].nunique()
+    leaking = rows[rows["subject_id"].isin(per_subject.index[per_subject > 1])]
+    leaks = leaking.groupby("subject_id")["split"].agg(lambda s: ", ".join(sorted(s)))
     if len(leaks):
         shown = "; ".join(f"{sid} ({names})" for sid, names in list(leaks.items())[:10])
         raise SplitLeakError(

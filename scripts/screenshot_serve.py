@@ -104,24 +104,18 @@ def capture(url: str, image: Path, out: Path, k: int | None = None, height: int 
 def with_gallery(model: Path, tmp: Path, params_path: str) -> Path:
     """`model` if it has its retrieval bundle; else a copy of its best/ in `tmp` with a bundle built from
     the pipeline's data (params.yaml), leaving the workspace's DVC outputs untouched."""
-    from pipeline.config import build, read_params
-    from pipeline.evaluation.params import EvaluateParams
+    from pipeline.config import read_params
     from pipeline.retrieval.bundle import BUNDLE_DIR
-    from pipeline.retrieval.gallery import make_gallery
-    from pipeline.retrieval.params import RetrievalParams
+    from pipeline.retrieval.gallery import gallery_from_params
 
     if (model / BUNDLE_DIR / "retrieval.json").is_file():
         return model
-    params = read_params(params_path)
-    data = params.get("data") or {}
+    data = read_params(params_path).get("data") or {}
     copy = tmp / model.parent.name / model.name
     shutil.copytree(model / "best", copy / "best")
-    evaluate = build(EvaluateParams, params.get("evaluate"), f"{params_path}:evaluate")
-    make_gallery(
-        copy, data["shards_dir"], data["studies_dir"],
-        build(RetrievalParams, params.get("retrieval"), f"{params_path}:retrieval"),
-        data["tokenizer_dir"], method=model.parent.name, query_text=evaluate.query_text,
-        confidence=evaluate.confidence,
+    gallery_from_params(
+        params_path, copy, data["shards_dir"], data["studies_dir"], tokenizer=data["tokenizer_dir"],
+        method=model.parent.name,
     )  # fmt: skip
     print(f"built a retrieval bundle for {model} in {copy} (the gallery stage has not run)")
     return copy
@@ -146,7 +140,7 @@ def main() -> None:
         model = with_gallery(Path(args.model), Path(tmp), args.params)
         image = Path(args.image) if args.image else Path(tmp) / "synthetic-xray.png"
         if not args.image:
-            from pipeline.retrieval.pyfunc import synthetic_xray
+            from pipeline.retrieval.upload import synthetic_xray
 
             synthetic_xray(256).save(image)
         port = free_port()

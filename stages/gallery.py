@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.config import build, read_params
 from pipeline.errors import run_cli
-from pipeline.evaluation.params import EvaluateParams
-from pipeline.retrieval.gallery import make_gallery
-from pipeline.retrieval.params import RetrievalParams
+from pipeline.retrieval.gallery import gallery_from_params
 
 
 def main() -> None:
@@ -25,21 +22,15 @@ def main() -> None:
         "--reports", help="a CSV of reports to search instead of the splits' (overrides params)"
     )
     args = parser.parse_args()
-    raw = read_params(args.params)
-    params = build(RetrievalParams, raw.get("retrieval"), f"{args.params}:retrieval")
-    if args.reports:
-        params = build(RetrievalParams, (raw.get("retrieval") or {}) | {"reports": args.reports}, "--reports")
-    evaluate = build(EvaluateParams, raw.get("evaluate"), f"{args.params}:evaluate")
-    bundle = make_gallery(
+    bundle, params = gallery_from_params(
+        args.params,
         args.model,
         args.shards,
         args.studies,
-        params,
         args.tokenizer,
         args.out,
         args.method,
-        evaluate.query_text,
-        evaluate.confidence,
+        args.reports,
     )
     i2t = bundle.info["calibration"]["i2t"]
     risk = "n/a" if i2t["risk"] is None else f"{i2t['risk']:.3f}"

@@ -10,6 +10,7 @@ from pipeline.errors import run_cli
 from pipeline.io import output_lock
 from pipeline.losses import LOSSES
 from pipeline.training.config import ResolvedConfig, TrainRequest, resolve_config
+from pipeline.training.params import check_rendezvous
 
 
 def preflight(request: TrainRequest, cfg: ResolvedConfig) -> None:
@@ -19,6 +20,7 @@ def preflight(request: TrainRequest, cfg: ResolvedConfig) -> None:
     from pipeline.shards import load_index
 
     cfg.train.local_batch(cfg.train.world_size)  # batch divisible by the DDP ranks
+    check_rendezvous(cfg.train)  # several nodes cannot meet at a loopback address
     for split in ("train", "validate"):
         load_index(Path(request.shards) / split)
     load_tokenizer(cfg.model.text)

@@ -118,3 +118,33 @@ def test_unreadable_params_files(tmp_path, data, message):
     path.write_bytes(data)
     with pytest.raises(ConfigError, match=message):
         load_section(StudiesParams, "studies", path)
+
+
+def test_yaml_merge_keys_still_work_and_may_be_overridden(tmp_path):
+    """A duplicate key is refused, but `<<: *anchor` (a YAML merge) is not a duplicate."""
+    text = (
+        "defaults: &views\n  max_images: 2\n  include_other: true\n"
+        "studies:\n  views:\n    <<: *views\n    max_images: 3\n"
+    )
+    params = load_section(StudiesParams, "studies", write(tmp_path, text))
+    assert params.views.max_images == 3 and params.views.include_other is True
+
+
+def test_paths_and_dataclasses_inside_annotations_skip_the_strict_check():
+    """YAML gives a string where a Path is meant, and a nested dataclass has its own checks: neither may be
+    refused by the strict type check, at any depth of the annotation."""
+    import dataclasses
+    from pathlib import Path
+
+    from pipeline.config import check_value
+
+    @dataclasses.dataclass(frozen=True)
+    class Item:
+        name: str = "x"
+
+    assert check_value(Path | None, "data/x", "p:s.k") == "data/x"
+    assert check_value(tuple[Path, ...], ["a", "b"], "p:s.k") == ("a", "b")
+    item = Item()
+    assert check_value(tuple[Item, ...], [item], "p:s.k") == (item,)
+    with pytest.raises(ConfigError, match="expected an integer"):
+        check_value(int | None, "3", "p:s.k")

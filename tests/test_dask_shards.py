@@ -43,6 +43,50 @@ def test_mixed_builds_are_refused():
         parallel.check_builds(driver, {"tcp://a": dict(driver), "tcp://b": other})
 
 
+def test_mismatched_worker_is_refused_before_the_piece_writes(tmp_path):
+    written = []
+
+    def write_shard(name: str) -> str:
+        (tmp_path / name).write_text("bytes of another libjpeg")
+        written.append(name)
+        return name
+
+    driver = parallel.byte_build()
+    other = dict(driver, libjpeg_turbo="0.0.0")
+    with pytest.raises(parallel.ExecutorError, match=r"different build \(libjpeg_turbo: driver '0.0.0'"):
+        parallel.run_piece(write_shard, "shard-000000.tar", other)
+    assert written == [] and list(tmp_path.iterdir()) == []
+    assert parallel.run_piece(write_shard, "shard-000000.tar", driver)[0] == "shard-000000.tar"
+
+
+def test_cluster_map_asks_the_workers_once_per_stage(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    opened = []
+
+    class FakeClient:
+        def __init__(self, address: str, timeout: float) -> None:
+            opened.append(address)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+        def run(self, fn):
+            return {"tcp://w1": fn()}
+
+    def submit(address, fn, items, desc, reference):
+        return [parallel.run_piece(fn, item, reference) for item in items]
+
+    monkeypatch.setattr(distributed, "Client", FakeClient)
+    mapper = parallel.ClusterMap("tcp://127.0.0.1:1", submit)
+    with parallel.use_mapper(mapper):
+        for _ in range(3):
+            assert parallel.parallel_map(abs, [-1, -2], 2, "x") == [1, 2]
+    assert opened == ["tcp://127.0.0.1:1"] and sum(mapper.pieces.values()) == 6
+
+
 def test_installed_mapper_replaces_the_pool():
     calls = []
 

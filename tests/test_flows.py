@@ -84,3 +84,27 @@ def test_unreachable_tracking_server_fails_before_training(project, monkeypatch)
     monkeypatch.setattr(flows, "launch", lambda req, cfg: pytest.fail("training started"))
     with pytest.raises(TrackingError, match="unreachable"):
         flows.training_flow.fn(request, resolve_config(request.method, request.params, request.tokenizer))
+
+
+def test_data_piece_runs_record_no_report_text(prefect_server):
+    """Prefect stores flow-run parameters (and task-run inputs) in its database: the pieces' items, whose
+    study rows carry report text, must not be among them."""
+    import operator
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter
+
+    from pipeline import parallel
+
+    secret = "FINDINGS: small left apical pneumothorax"
+    items = [{"path": f"p10/s{i}.jpg", "findings": f"{secret} {i}"} for i in range(3)]
+    pieces = flows.pieces_flow(operator.itemgetter("path"), items, parallel.byte_build())
+    state = pieces("shards train", len(items), return_state=True)
+    assert [result for result, _, _ in state.result()] == [item["path"] for item in items]
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run.id]}))
+    assert len(task_runs) == len(items)
+    assert run.parameters == {"desc": "shards train", "n_pieces": 3, "retries": 2}
+    recorded = json.dumps([r.model_dump(mode="json") for r in [run, *task_runs]])
+    assert secret not in recorded and "p10/s0.jpg" not in recorded

@@ -126,6 +126,56 @@ def test_bare_environment_os_errors_get_one_line_and_bugs_keep_their_traceback()
         "/data/x: read-only file system; write the outputs to a writable folder (or remount it read-write)"
     )
     assert "ulimit -f" in user_message(OSError(27, "File too large", "/data/x"))
-    assert "symlink loop" in user_message(OSError(40, "Too many levels of symbolic links", "/a/b"))
+    # a bare ELOOP/EISDIR/ENOTDIR/EIO is as often a path our code built wrongly: keep its traceback
+    assert user_message(OSError(40, "Too many levels of symbolic links", "/a/b")) is None
+    assert user_message(IsADirectoryError(21, "Is a directory", "/a")) is None
     assert user_message(FileNotFoundError(2, "No such file", "/x")) is None  # our bug: keep the traceback
     assert user_message(KeyError("k")) is None
+
+
+def _raise_output_error(path: str) -> None:
+    from pipeline.errors import OutputError
+
+    raise OutputError.from_os_error(OSError(30, "Read-only file system"), path)
+
+
+def test_output_errors_pickle_and_cross_a_process_pool(tmp_path):
+    """Raised in a pool worker, the error reaches the driver as itself, not as BrokenProcessPool."""
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    from pipeline.errors import OutputError, user_message
+
+    error = OutputError.from_os_error(OSError(28, "No space left on device"), "/data/out.csv")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.errno, copy.filename) == (str(error), 28, "/data/out.csv")
+    with ProcessPoolExecutor(max_workers=1) as pool, pytest.raises(OutputError) as info:
+        pool.submit(_raise_output_error, str(tmp_path / "x.csv")).result()
+    assert user_message(info.value) == (
+        f"cannot write {tmp_path / 'x.csv'}: read-only file system; write the outputs to a writable folder "
+        "(or remount it read-write)"
+    )
+
+
+def test_an_input_error_inside_a_write_is_not_called_an_output_error(tmp_path):
+    """Reading some other file inside an atomic write may fail: that is not "cannot write <output>"."""
+    from pipeline.errors import OutputError
+
+    target = tmp_path / "out" / "table.csv"
+    with pytest.raises(PermissionError) as info, atomic_open(target, "w"):
+        raise PermissionError(13, "Permission denied", "/elsewhere/input.csv")
+    assert not isinstance(info.value, OutputError)
+    with pytest.raises(OutputError), atomic_open(target, "w"):
+        raise PermissionError(13, "Permission denied", str(target.parent / ".table.csv.x.tmp"))
+
+
+def test_locks_live_in_a_private_folder_of_this_user(tmp_path):
+    import stat
+    import tempfile
+
+    from pipeline.io import LOCK_DIR_NAME
+
+    write_text(tmp_path / "x.txt", "x")
+    folder = os.path.join(tempfile.gettempdir(), f"{LOCK_DIR_NAME}-{os.getuid()}")
+    info = os.stat(folder)
+    assert info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) == 0o700

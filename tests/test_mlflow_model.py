@@ -117,6 +117,18 @@ def test_bad_rows_are_one_line_errors(row, message):
         predict(Recorder(), pd.DataFrame([row]), {"k": 1})
 
 
+@pytest.mark.parametrize(
+    "k, message",
+    [(0, "between 1 and"), (-3, "between 1 and"), (10_000, "between 1 and"), ("many", "whole number")],
+)
+def test_bad_or_unbounded_k_is_a_400_not_a_gallery_dump(k, message):
+    """k is checked and capped like the page's: no REST caller pages through the (PHI) gallery."""
+    frame = pd.DataFrame({"text": ["small left effusion"]})
+    with pytest.raises(UploadError, match=message) as info:
+        predict(Recorder(), frame, {"k": k})
+    assert info.value.status == 400
+
+
 def test_signature_and_input_example_agree_and_carry_no_real_image():
     signature = model_signature(7)
     assert signature.params.to_dict() == [{"name": "k", "type": "long", "default": 7, "shape": None}]

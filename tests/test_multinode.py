@@ -14,8 +14,9 @@ import pytest
 import yaml
 from test_train import build_tiny_project
 
+from pipeline.config import ConfigError
 from pipeline.training import distributed as ddp
-from pipeline.training.params import TrainParams
+from pipeline.training.params import TrainParams, check_rendezvous
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = (
@@ -49,6 +50,20 @@ def test_multinode_command_uses_c10d_rendezvous(monkeypatch):
 def test_bad_rendezvous_settings_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         TrainParams(**{field: value})
+
+
+def test_loopback_rendezvous_is_refused_for_several_nodes():
+    several = TrainParams(nnodes=2)  # the default endpoint is 127.0.0.1
+    with pytest.raises(
+        ConfigError, match=r"train\.rdzv_endpoint 127\.0\.0\.1:29400 is a loopback .* train\.nnodes is 2"
+    ):
+        check_rendezvous(several, {})
+    for endpoint in ("localhost:29400", "[::1]:29400"):
+        with pytest.raises(ConfigError, match="loopback"):
+            check_rendezvous(TrainParams(nnodes=2, rdzv_endpoint=endpoint), {})
+    check_rendezvous(several, {"PET_RDZV_ENDPOINT": "127.0.0.1:29511"})  # explicit: nodes on one host
+    check_rendezvous(TrainParams(nnodes=2, rdzv_endpoint="node1:29400"), {})
+    check_rendezvous(TrainParams(), {})  # one node never meets anyone
 
 
 def no_dropout_bert(root: Path, text: dict) -> Path:
@@ -111,12 +126,10 @@ def test_two_nodes_match_one_process(tmp_path):
     # the whole training split (16 studies) is one global batch: both runs see the same set each step
     same = {"batch_size": 16, "shuffle_buffer": 0, "workers": 0, "log_checkpoint": False}
     one = dataclasses.replace(request, params=str(write_params(root, **same)))
-    endpoint = f"127.0.0.1:{free_port()}"
-    two_params = write_params(root, **same, nnodes=2, rdzv_endpoint=endpoint, rdzv_id="two-node-test")
-    two = dataclasses.replace(request, params=str(two_params))
+    # both "nodes" on this host: the loopback endpoint comes from the environment, which is trusted
+    two = dataclasses.replace(request, params=str(write_params(root, **same, nnodes=2)))
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    env.pop("PET_RDZV_ENDPOINT", None)
-    env.pop("PET_RDZV_ID", None)
+    env |= {"PET_RDZV_ENDPOINT": f"127.0.0.1:{free_port()}", "PET_RDZV_ID": "two-node-test"}
 
     nodes = [launch(root, two, f"models/node{i}", env) for i in range(2)]
     outs = [node.communicate(timeout=600) for node in nodes]
@@ -126,6 +139,7 @@ def test_two_nodes_match_one_process(tmp_path):
     # global rank 0 ran on exactly one node and wrote the outputs (checkpoint, metrics) there alone
     written = [i for i in range(2) if (root / f"models/node{i}" / "metrics.json").is_file()]
     assert len(written) == 1 and summaries[1 - written[0]] == {}
+    assert f"global rank 0 on {socket.gethostname()} wrote them" in outs[1 - written[0]][0]
     assert not (root / f"models/node{1 - written[0]}" / "best").exists()
     distributed = summaries[written[0]]
 

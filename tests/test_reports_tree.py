@@ -74,7 +74,7 @@ def test_one_bad_file_or_folder_never_ends_the_scan(tmp_path, monkeypatch, capsy
     inside.write_text(GOOD)
     (folder / "s50000005.txt").symlink_to(inside)  # a link that stays in the tree is fine
     put(tmp_path, 10000002, 50000006, GOOD.encode())  # its folder becomes unlistable below
-    real_open, real_scandir = open, os.scandir
+    real_open, real_scandir = os.open, os.scandir
 
     def deny_open(path, *args, **kwargs):
         if str(path).endswith("s50000002.txt"):
@@ -86,7 +86,7 @@ def test_one_bad_file_or_folder_never_ends_the_scan(tmp_path, monkeypatch, capsy
             raise PermissionError(13, "Permission denied", str(path))
         return real_scandir(path)
 
-    monkeypatch.setattr("builtins.open", deny_open)
+    monkeypatch.setattr(reports.os, "open", deny_open)
     monkeypatch.setattr(reports.os, "scandir", deny_scandir)
     frame = section_reports(tmp_path, workers=1, progress=False)
     status = dict(zip(frame["study_id"], frame["status"], strict=True))
@@ -108,3 +108,25 @@ def test_negative_workers_are_explained(tmp_path):
     put(tmp_path, 10000001, 50000001, GOOD.encode())
     with pytest.raises(PipelineError, match="workers must be 0 .* got -1"):
         section_reports(tmp_path, workers=-1, progress=False)
+
+
+def test_a_fifo_in_the_tree_is_unreadable_not_a_hang(tmp_path):
+    """`open()` of a FIFO waits for a writer forever; the scan must count it and go on."""
+    import os
+    import threading
+
+    put(tmp_path, 10000001, 50000001, GOOD.encode())
+    folder = tmp_path / "files" / "p10" / "p10000001"
+    os.mkfifo(folder / "s50000002.txt")
+    result: dict = {}
+    worker = threading.Thread(
+        target=lambda: result.update(frame=section_reports(tmp_path, workers=1, progress=False)), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=60)
+    if worker.is_alive():
+        with open(folder / "s50000002.txt", "wb"):
+            pass  # let the blocked reader finish
+        pytest.fail("sectioning blocked on a FIFO")
+    status = dict(zip(result["frame"]["study_id"], result["frame"]["status"], strict=True))
+    assert status == {50000001: "ok", 50000002: "unreadable"}

@@ -116,6 +116,39 @@ def test_abstention_on_evaluation_queries(project):
         assert out["n_queries"] == len(embedded) and 0 <= out["coverage"] <= 1
 
 
+def test_abstention_refuses_a_bundle_calibrated_on_other_queries(project):
+    """The evaluation scores the bundle's rule only on the queries it was calibrated for."""
+    from pipeline.evaluation.abstention import evaluate_abstention
+    from pipeline.evaluation.params import EvaluateParams
+    from pipeline.evaluation.runner import Evaluation
+
+    root, model = project
+    retriever = Retriever.from_folder(model)
+    params = EvaluateParams(batch_size=8, query_text="longest")
+    embedded = retriever.trained.embed_split(root / "shards" / "validate", params)
+    with pytest.raises(PipelineError, match="query_text='findings'"):
+        evaluate_abstention(Evaluation(), retriever.trained, embedded, retriever.bundle, params)
+    with pytest.raises(PipelineError, match="target risk must lie in"):
+        Retriever(retriever.trained, retriever.bundle, target_risk=1.5)
+
+
+def test_retrieve_cli_defaults_to_the_calibrated_k(project, capsys, monkeypatch):
+    """Without --k, retrieve uses the bundle's k (the one its threshold was calibrated at)."""
+    root, model = project
+    load = Retriever.from_folder
+
+    def with_k3(*args, **kwargs):
+        retriever = load(*args, **kwargs)
+        retriever.k_default = 3  # neither the fixture's 5 nor any fixed CLI default
+        return retriever
+
+    monkeypatch.setattr(Retriever, "from_folder", with_k3)
+    code, out, _ = run_cli(
+        ["retrieve", str(an_image(root)), "--model", str(model), "--format", "json"], capsys
+    )
+    assert code == 0 and len(json.loads(out)[0]["hits"]) == 3
+
+
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     from pipeline.cli import main
 
@@ -261,6 +294,30 @@ def test_gallery_scorer_is_the_methods_score_and_search_matches_brute_force(meth
         assert rank[i] == int((others >= own_score[i] - 1e-5).sum())
         best = torch.cat([others, own_score[i : i + 1]]).sort(descending=True).values[:2]
         torch.testing.assert_close(top[i], best, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["clip", "medprobclip"])
+def test_an_exact_duplicate_of_the_own_item_counts_against_it_whatever_the_block(method):
+    """A gallery copy of the own report scored through another block shape still ties (counted against)."""
+    import torch
+
+    from pipeline.losses import create_loss
+    from pipeline.retrieval.search import GalleryScorer, ranks_against_gallery
+
+    loss = create_loss(method, embed_dim=64).eval()
+    g = torch.Generator().manual_seed(1)
+    if loss.probabilistic:
+        gallery = {"mu": 3 * torch.randn(40, 64, generator=g), "logvar": torch.randn(40, 64, generator=g)}
+    else:
+        gallery = {"emb": torch.randn(40, 64, generator=g)}
+    queries = {key: value[:9] + 0.1 for key, value in gallery.items()}
+    own = {key: value[:9].clone() for key, value in gallery.items()}  # copies of gallery rows 0-8, kept in
+    scorer = GalleryScorer(loss, gallery)
+    none = torch.full((9,), -1)
+    for block in (1, 7, 40):
+        rank, _ = ranks_against_gallery(scorer, queries, own, none, block=block)
+        strictly_better = (scorer.scores(queries) > scorer.scores(queries).diagonal()[:, None] + 1e-3).sum(1)
+        assert torch.all(rank >= strictly_better + 1), (block, rank)
 
 
 def test_gallery_stage_entry_point(project, tmp_path, monkeypatch, capsys):

@@ -236,3 +236,10 @@ def test_serve_command_refuses_a_missing_model_or_bad_options_in_one_line(tmp_pa
     assert "no such model folder" in capsys.readouterr().err
     assert main(["serve"]) == 2 and "--method" in capsys.readouterr().err
     assert main(["serve", "--model", str(tmp_path), "--k", "0"]) == 2 and "--k" in capsys.readouterr().err
+
+
+def test_only_loopback_hosts_bind_without_a_warning():
+    from pipeline.retrieval.serve import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5") and not is_loopback("example.org")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import tarfile
 from pathlib import Path
 
@@ -339,18 +340,62 @@ def test_every_per_file_failure_is_a_reject_reason(tmp_path, monkeypatch):
         with pytest.raises(ImageReject) as info:
             read_image_bytes(resolve_image_path(tmp_path, path))
         assert info.value.reason == reason, path
-    real = Path.read_bytes
+    real = os.open
 
-    def denied(self):
-        if self.name == "a.jpg":
-            raise PermissionError(errno.EACCES, "Permission denied", str(self))
-        return real(self)
+    def denied(path, *args, **kwargs):
+        if os.path.basename(path) == "a.jpg":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(ImageReject) as info:
         read_image_bytes(resolve_image_path(tmp_path, "a.jpg"))
     assert info.value.reason == "unreadable" and "Permission denied" in info.value.detail
     assert {"too_large", "unreadable"} <= set(IMAGE_REJECT_REASONS) <= set(REJECT_REASONS)
+
+
+def test_a_fifo_or_a_folder_as_an_image_is_a_reject_without_waiting(tmp_path):
+    """Opening a FIFO for reading waits for a writer forever: the image reader must not block on one."""
+    import threading
+
+    from pipeline.imaging import read_image_bytes
+
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "dir.jpg").mkdir()
+    outcome: dict = {}
+
+    def read(name: str) -> None:
+        try:
+            read_image_bytes(resolve_image_path(tmp_path, name))
+        except ImageReject as exc:
+            outcome[name] = exc.reason
+
+    for name, reason in (("pipe.jpg", "unreadable"), ("dir.jpg", "not_an_image")):
+        worker = threading.Thread(target=read, args=(name,), daemon=True)
+        worker.start()
+        worker.join(timeout=30)
+        if worker.is_alive():  # unblock the reader so the test process can end
+            with open(tmp_path / "pipe.jpg", "wb"):
+                pass
+            pytest.fail(f"reading {name} blocked")
+        assert outcome[name] == reason
+
+
+def test_decoder_bugs_and_memory_errors_are_not_rejects(monkeypatch):
+    """Only Pillow's failure types on bad bytes are `undecodable`; a bug of ours (TypeError) keeps its
+    traceback and a MemoryError propagates, so an image's verdict never depends on free memory."""
+    from pipeline import imaging
+
+    buf = io.BytesIO()
+    synthetic_xray(np.random.default_rng(0), (64, 64)).save(buf, format="JPEG")
+    for error in (TypeError("our bug"), MemoryError()):
+
+        def fail(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(imaging, "to_gray8", fail)
+        with pytest.raises(type(error)):
+            load_resized(buf.getvalue(), 32)
 
 
 def test_decompression_bomb_headers_are_too_large(tmp_path):

@@ -5,24 +5,44 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipeline.embedding import Embedded
-from pipeline.evaluation.trained import TrainedMethod
+from pipeline.errors import PipelineError
+from pipeline.evaluation.trained import TrainedMethod, head
 from pipeline.metrics.abstention import selective_outcome
+from pipeline.metrics.selective import resolve_confidence
 from pipeline.retrieval.bundle import Bundle
-from pipeline.retrieval.calibrate import calibrate, query_outcomes
+from pipeline.retrieval.calibrate import calibrate_bundle, query_outcomes
 from pipeline.retrieval.search import GalleryScorer
 
 if TYPE_CHECKING:
+    from pipeline.evaluation.params import EvaluateParams
     from pipeline.evaluation.runner import Evaluation
 
 
-def head(embedded: dict) -> dict:
-    return {k: v for k, v in embedded.items() if k != "feat"}
+def check_bundle_params(bundle: Bundle, trained: TrainedMethod, params: EvaluateParams) -> None:
+    """The bundle's calibration queries must be this evaluation's queries: same report text and the same
+    confidence, else the test risk would score a rule calibrated on something else."""
+    info = bundle.info
+    kind = resolve_confidence(params.confidence, trained.probabilistic)
+    if info.get("query_text") != params.query_text or info.get("confidence") != kind:
+        raise PipelineError(
+            f"the retrieval bundle was calibrated with query_text={info.get('query_text')!r}, "
+            f"confidence={info.get('confidence')!r}, the evaluation uses {params.query_text!r}, {kind!r}: "
+            "rebuild it (dvc repro gallery)"
+        )
 
 
-def evaluate_abstention(result: Evaluation, trained: TrainedMethod, test: Embedded, bundle: Bundle) -> None:
+def evaluate_abstention(
+    result: Evaluation,
+    trained: TrainedMethod,
+    test: Embedded,
+    bundle: Bundle,
+    params: EvaluateParams | None = None,
+) -> None:
     """The gallery stage's abstention rule on the test split: each test query searches the stored
     gallery with its own report (image) added — the protocol its validation calibration used — and the
     realised selective risk (1 − R@K of accepted queries) and coverage are reported per direction."""
+    if params is not None:
+        check_bundle_params(bundle, trained, params)
     info = bundle.info
     k, target, delta, kind = (
         info["params"]["k"],
@@ -45,16 +65,7 @@ def evaluate_abstention(result: Evaluation, trained: TrainedMethod, test: Embedd
     ):
         scorer = GalleryScorer(trained.loss, gallery)
         confidence, rank = query_outcomes(scorer, kind, head(query), head(own), test.study_id, ids)
-        p = info["params"]
-        calibration = calibrate(
-            bundle.grid[direction],
-            *bundle.calibration[direction],
-            k,
-            target,
-            delta,
-            p["grid_levels"],
-            p["min_coverage"],
-        )
+        calibration = calibrate_bundle(bundle, direction, k, target, delta)
         outcome = selective_outcome(confidence, rank < k, calibration.threshold)
         metrics[direction] = {
             "threshold": calibration.threshold,

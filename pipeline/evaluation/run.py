@@ -72,14 +72,10 @@ def run_evaluation(request: EvaluateRequest, params: EvaluateParams | None = Non
         trained.check_shards(shards / split)
     bundle = None
     if request.retrieval:
-        from pipeline.retrieval.bundle import BundleError, model_digest, read_bundle
+        from pipeline.retrieval.bundle import check_bundle_model, read_bundle
 
         bundle = read_bundle(request.retrieval)
-        if bundle.info.get("model_sha256") != model_digest(model_dir / "best"):
-            raise BundleError(
-                f"{request.retrieval}: built for another version of {model_dir / 'best'}; rebuild it "
-                "(dvc repro gallery)"
-            )
+        check_bundle_model(bundle, request.retrieval, model_dir / "best")
     result = evaluate(trained, shards, params, bundle)
     with result.timed("write"):
         artifacts = write_evaluation(result, request)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,9 +22,8 @@ import torch
 
 from pipeline.comparison import PER_QUERY_COLUMNS, per_query_resamples
 from pipeline.embedding import Embedded
-from pipeline.evaluation.abstention import evaluate_abstention
 from pipeline.evaluation.params import EvaluateParams
-from pipeline.evaluation.trained import TrainedMethod
+from pipeline.evaluation.trained import TrainedMethod, head
 from pipeline.io import finite
 from pipeline.metrics.bootstrap import (
     INTERVAL_METHOD,
@@ -45,7 +44,7 @@ from pipeline.metrics.embedding import tsne_2d
 from pipeline.metrics.probe import predict_proba, probe_metrics, train_probe
 from pipeline.metrics.ranking import Ranking, rank_both_ways, rank_queries
 from pipeline.metrics.retrieval import precision_at_k, recall_at_k, retrieval_metrics
-from pipeline.metrics.selective import confidence_score, selective_metrics
+from pipeline.metrics.selective import confidence_score, resolve_confidence, selective_metrics
 from pipeline.metrics.zeroshot import (
     ZERO_SHOT_CLASSES,
     argmax_outcomes,
@@ -57,9 +56,11 @@ from pipeline.metrics.zeroshot import (
     zero_shot_binary,
 )
 from pipeline.mimic.schema import LABEL_COLUMNS
-from pipeline.retrieval.bundle import Bundle
 from pipeline.shards import load_index
 from pipeline.transforms import create_batch_corruption
+
+if TYPE_CHECKING:  # evaluation ↔ retrieval: the bundle is only needed when one is given
+    from pipeline.retrieval.bundle import Bundle
 
 DIRECTIONS = ("i2t", "t2i")
 ROBUSTNESS_FIGURE_K = 10
@@ -103,8 +104,10 @@ def evaluate(
         top1 = evaluate_calibration(result, trained, i2t, t2i, params)
         result.per_query = per_query_table(test, i2t, t2i, confidence, top1)
     if retrieval is not None:
+        from pipeline.evaluation.abstention import evaluate_abstention
+
         with result.timed("abstention"):
-            evaluate_abstention(result, trained, test, retrieval)
+            evaluate_abstention(result, trained, test, retrieval, params)
     with result.timed("zero_shot"):
         threshold = trained.embed_split(shards / params.threshold_split, params, texts=False, feat=True)
         zero_shot = evaluate_zero_shot(result, trained, test, threshold, params)
@@ -119,10 +122,6 @@ def evaluate(
         evaluate_embedding(result, test, params)
     result.metrics = finite(result.metrics)
     return result
-
-
-def head(embedded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in embedded.items() if k != "feat"}
 
 
 def temperature(trained: TrainedMethod) -> float:
@@ -150,9 +149,7 @@ def evaluate_retrieval(
 
 
 def confidence_kind(trained: TrainedMethod, params: EvaluateParams) -> str:
-    if params.confidence == "auto":
-        return "variance" if trained.probabilistic else "top1"
-    return params.confidence
+    return resolve_confidence(params.confidence, trained.probabilistic)
 
 
 def evaluate_selective(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from pipeline.data import LoaderConfig, check_shard_resolution, create_eval_loader, tokenize
 from pipeline.embedding import Embedded, embed_loader
@@ -81,11 +81,22 @@ class TrainedMethod:
         return {k: torch.cat([p[k] for p in parts]).float() for k in parts[0] if k != "feat"}
 
     @torch.no_grad()
-    def embed_texts(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        tokens = tokenize(self.tokenizer, texts, self.model.config.text.max_length)
+    def embed_texts(
+        self, texts: Sequence[str], block: int | None = None, device: str | torch.device | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Head outputs of `texts`, `block` texts at a time (each block tokenized on its own, bounding
+        memory; default one block), on `device` (default: the tokens' CPU)."""
         self.model.eval()
-        out = self.model.encode_text(tokens["input_ids"].long(), tokens["attention_mask"].long())
-        return {k: v.float() for k, v in out.items() if k != "feat"}
+        block = block or max(1, len(texts))
+        parts = []
+        for start in range(0, len(texts), block) if texts else [0]:
+            tokens = tokenize(
+                self.tokenizer, list(texts[start : start + block]), self.model.config.text.max_length
+            )
+            ids, mask = (tokens[key].long().to(device) for key in ("input_ids", "attention_mask"))
+            out = self.model.encode_text(ids, mask)
+            parts.append({k: v.float() for k, v in out.items() if k != "feat"})
+        return parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 def load_trained(best: str | Path, tokenizer: str | Path | None = None) -> TrainedMethod:
@@ -118,3 +129,8 @@ def load_trained(best: str | Path, tokenizer: str | Path | None = None) -> Train
             "retrain the model on it (dvc repro) or restore the matching tokenizer (dvc checkout)"
         )
     return TrainedMethod(method, model.eval(), loss.eval(), load_tokenizer(text), info)
+
+
+def head(embedded: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """An embedding dict without its backbone features (``feat``): what scorers and losses take."""
+    return {k: v for k, v in embedded.items() if k != "feat"}

@@ -18,6 +18,16 @@ CONFIDENCE_KINDS = ("variance", "top1", "margin")
 CURVE_POINTS = 200
 
 
+def resolve_confidence(kind: str, probabilistic: bool) -> str:
+    """`evaluate.confidence`'s rule, one home for the evaluation and the gallery: auto = variance for
+    Gaussian heads, top-1 score otherwise; anything else must be a `CONFIDENCE_KINDS` entry."""
+    if kind == "auto":
+        return "variance" if probabilistic else "top1"
+    if kind not in CONFIDENCE_KINDS:
+        raise ValueError(f"confidence must be auto or one of {CONFIDENCE_KINDS}, got {kind!r}")
+    return kind
+
+
 def confidence_score(kind: str, ranking: Ranking, query: Mapping[str, Tensor] | None = None) -> Tensor:
     """Per-query confidence [Q], higher = more confident.
 

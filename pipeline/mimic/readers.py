@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
+from pipeline.io import decode_utf8
 from pipeline.mimic import schema
 
 DICOM_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
@@ -62,14 +63,8 @@ def _file_bytes(path: Path, what: str = "file") -> bytes:
 
 
 def _utf8(path: Path, data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ReleaseFileError(
-            f"{path}: line {line}: not UTF-8 text (byte {data[exc.start]:#04x}); the file was re-saved in "
-            f"another encoding or is damaged — {REDOWNLOAD}"
-        ) from None
+    problem = "not UTF-8 text (byte {byte}); the file was re-saved in another encoding or is damaged — "
+    return decode_utf8(path, data, ReleaseFileError, problem + REDOWNLOAD)
 
 
 def _read_csv(path: Path, columns: list[str], data: bytes | None = None) -> pd.DataFrame:
@@ -228,7 +223,8 @@ def _label_value(cell: str) -> float:
 def _read_csv_renamed(path: Path) -> pd.DataFrame:
     """A label file, with the release's old column names (`LABEL_ALIASES`) mapped to today's."""
     data = _file_bytes(path)
-    first_line = _utf8(path, data.split(b"\n", 1)[0])
+    end = data.find(b"\n")
+    first_line = _utf8(path, data if end < 0 else data[:end])
     head = [c.strip().strip('"').lstrip("\ufeff") for c in first_line.strip().split(",")]
     rename = {a: b for a, b in schema.LABEL_ALIASES.items() if a in head}
     if not rename:

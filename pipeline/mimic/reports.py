@@ -9,20 +9,21 @@ all is an error.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.mimic.sections import ReportSections, decode_report, extract_sections
-from pipeline.parallel import parallel_map
+from pipeline.parallel import effective_workers, parallel_map
 
 _SUBJECT_DIR = re.compile(r"p(\d{8})")
 _REPORT_FILE = re.compile(r"s(\d{8})\.txt")
@@ -115,9 +116,8 @@ def section_report_file(path: str, root: str | None = None) -> tuple:
     if _outside(path, root):
         return ("outside_root", 0, 0, *_empty_sections())
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_REPORT_BYTES + 1)
-    except (OSError, ValueError):  # EACCES, ELOOP, EIO, a special file, ...
+        data = _read_regular(path, MAX_REPORT_BYTES + 1)
+    except (OSError, ValueError):  # EACCES, ELOOP, EIO, a FIFO/socket/device, ...
         return ("unreadable", 0, 0, *_empty_sections())
     status, n_bytes = None, len(data)
     if n_bytes > MAX_REPORT_BYTES:
@@ -126,6 +126,20 @@ def section_report_file(path: str, root: str | None = None) -> tuple:
     if decoded in ("binary", "empty"):
         return (decoded, errors, n_bytes, *_empty_sections())
     return (status or decoded, errors, n_bytes, *astuple(extract_sections(text)))
+
+
+def _read_regular(path: str, limit: int) -> bytes:
+    """Up to `limit` bytes of a regular file. Opened without blocking and checked with fstat, so a FIFO in
+    the tree (which `open` would wait on forever for a writer), a socket or a device is refused, not read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        os.set_blocking(fd, True)
+        with open(fd, "rb", closefd=False) as fh:
+            return fh.read(limit)
+    finally:
+        os.close(fd)
 
 
 def _empty_sections() -> tuple:
@@ -151,21 +165,15 @@ def section_reports(reports_root: str | os.PathLike, workers: int = 0, progress:
     root = Path(reports_root)
     real_root = os.path.realpath(root / "files" if (root / "files").is_dir() else root)
     paths = [p for _, _, p in found]
-    workers = workers or os.cpu_count() or 1
+    workers = effective_workers(workers)
     chunk = max(1, min(2000, -(-len(paths) // (workers * 4))))
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    rows: list[tuple] = []
-    bar = tqdm(total=len(paths), desc="sections", unit="report", disable=not progress)
-    if workers == 1 or len(chunks) <= 1:
-        for c in chunks:
-            rows.extend(_section_chunk(c, real_root))
-            bar.update(len(c))
-    else:
-        chunk_fn = functools.partial(_section_chunk, root=real_root)
-        for result in parallel_map(chunk_fn, chunks, workers, "sections", unit="chunk"):
-            rows.extend(result)
-        bar.update(len(paths))
-    bar.close()
+    chunk_fn = functools.partial(_section_chunk, root=real_root)
+    if workers == 1 and not progress:
+        results = [chunk_fn(c) for c in chunks]
+    else:  # draws its own bar (off when stderr is not a terminal)
+        results = parallel_map(chunk_fn, chunks, workers, "sections", unit="chunk")
+    rows: list[tuple] = [row for result in results for row in result]
     frame = pd.DataFrame(rows, columns=COLUMNS[2:])
     frame.insert(0, "subject_id", pd.array([s for s, _, _ in found], dtype="int64"))
     frame.insert(0, "study_id", pd.array([s for _, s, _ in found], dtype="int64"))

@@ -13,7 +13,23 @@ validation (calibration) queries, the share of accepted queries whose own report
 <= the target risk, for queries exchangeable with the validation queries.
 """
 
-from pipeline.retrieval.params import RetrievalParams
-from pipeline.retrieval.retriever import Hit, QueryImageError, QueryResult, Retriever, read_query_image
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.retrieval.params import RetrievalParams
+    from pipeline.retrieval.retriever import Hit, QueryImageError, QueryResult, Retriever, read_query_image
+
+_RETRIEVER = ("Hit", "QueryImageError", "QueryResult", "Retriever", "read_query_image")
+_HOMES = dict.fromkeys(_RETRIEVER, "pipeline.retrieval.retriever")
+_HOMES["RetrievalParams"] = "pipeline.retrieval.params"
 __all__ = ["Hit", "QueryImageError", "QueryResult", "RetrievalParams", "Retriever", "read_query_image"]
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy: importing `pipeline.retrieval.params` (the params registry does) must not load torch/PIL."""
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

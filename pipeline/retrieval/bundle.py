@@ -44,6 +44,14 @@ def model_digest(best: str | Path) -> str:
     return files_digest(folder_files(best) + folder_files(best / "model"))
 
 
+def check_bundle_model(bundle: Bundle, bundle_dir: str | Path, best: str | Path) -> None:
+    """A bundle is only valid for the exact model files it was built from (`model_digest`)."""
+    if bundle.info.get("model_sha256") != model_digest(best):
+        raise BundleError(
+            f"{bundle_dir}: built for another version of {best}; rebuild it (dvc repro gallery)"
+        )
+
+
 @dataclass
 class Bundle:
     info: dict[str, Any]

@@ -8,6 +8,7 @@ risk and coverage) call `query_outcomes`, so the two see one definition; the sta
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,21 +19,14 @@ from pipeline.metrics.ranking import Ranking
 from pipeline.metrics.selective import confidence_score
 from pipeline.retrieval.search import GalleryScorer, ranks_against_gallery
 
-CONFIDENCE_KINDS = ("variance", "top1", "margin")
+if TYPE_CHECKING:
+    from pipeline.retrieval.bundle import Bundle
+
 CONFIDENCE_TEXT = {
     "variance": "total predicted variance Σσ² of the query embedding (uncertainty = Σσ²)",
     "top1": "best gallery score (uncertainty = 1 − top-1 score)",
     "margin": "best minus second-best gallery score (uncertainty = 1 − margin)",
 }
-
-
-def resolve_kind(kind: str, probabilistic: bool) -> str:
-    """`evaluate.confidence`'s rule: auto = variance for Gaussian heads, top-1 score otherwise."""
-    if kind == "auto":
-        return "variance" if probabilistic else "top1"
-    if kind not in CONFIDENCE_KINDS:
-        raise ValueError(f"confidence must be auto or one of {CONFIDENCE_KINDS}, got {kind!r}")
-    return kind
 
 
 def query_confidence(kind: str, query: Mapping[str, Tensor], top_scores: Tensor) -> Tensor:
@@ -92,3 +86,11 @@ def calibrate(
     first = start_coverage(target_risk, delta, len(confidence), min_coverage)
     grid = threshold_grid(reference, levels, first)
     return learn_then_test(confidence, np.asarray(rank) < k, grid, target_risk, delta)
+
+
+def calibrate_bundle(bundle: Bundle, direction: str, k: int, target_risk: float, delta: float) -> Calibration:
+    """`calibrate` on a bundle's stored halves for one direction, with its grid settings: the gallery
+    stage, the evaluation and `Retriever` (any K or target) all call this."""
+    p = bundle.info["params"]
+    reference, (confidence, rank) = bundle.grid[direction], bundle.calibration[direction]
+    return calibrate(reference, confidence, rank, k, target_risk, delta, p["grid_levels"], p["min_coverage"])

@@ -24,10 +24,11 @@ from pipeline.data import EVAL_TEXT_POLICIES, eval_text
 from pipeline.embedding import Embedded
 from pipeline.errors import PipelineError
 from pipeline.evaluation.params import QUERY_TEXTS, EvaluateParams
-from pipeline.evaluation.trained import TrainedMethod
+from pipeline.evaluation.trained import TrainedMethod, head
 from pipeline.metrics.abstention import GUARANTEE, split_halves
+from pipeline.metrics.selective import resolve_confidence
 from pipeline.retrieval.bundle import DIRECTIONS, Bundle, model_digest
-from pipeline.retrieval.calibrate import calibrate, query_outcomes, resolve_kind
+from pipeline.retrieval.calibrate import calibrate_bundle, query_outcomes
 from pipeline.retrieval.params import RetrievalParams
 from pipeline.retrieval.search import GalleryScorer
 from pipeline.shards import load_index, read_study_csv
@@ -47,10 +48,6 @@ class Split:
     embedded: Embedded
     texts: list[str]
     image_paths: list[str]
-
-
-def head(embedded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in embedded.items() if k != "feat"}
 
 
 def embed_split(
@@ -151,7 +148,7 @@ def build_bundle(
     """Embed, calibrate and describe (no file I/O beyond reading the inputs)."""
     if QUERY_TEXTS.get(query_text) not in EVAL_TEXT_POLICIES:
         raise GalleryError(f"query_text must be one of {tuple(QUERY_TEXTS)}, got {query_text!r}")
-    kind = resolve_kind(confidence, trained.probabilistic)
+    kind = resolve_confidence(confidence, trained.probabilistic)
     needed = list(dict.fromkeys([*params.gallery_splits, params.calibration_split]))
     splits = {
         name: embed_split(trained, shards, studies, name, query_text, params.batch_size) for name in needed
@@ -163,11 +160,7 @@ def build_bundle(
     image_splits = [s.name for s in gallery for _ in s.image_paths]
     if params.reports:
         report_ids_list, report_texts = read_reports_csv(params.reports)
-        parts = [
-            trained.embed_texts(report_texts[i : i + params.batch_size])
-            for i in range(0, len(report_texts), params.batch_size)
-        ]
-        reports = _cat(parts)
+        reports = _cat([trained.embed_texts(report_texts, params.batch_size)])
         report_ids = torch.tensor(report_ids_list, dtype=torch.long)
         report_splits = ["reports_csv"] * len(report_texts)
         source = f"reports CSV {Path(params.reports).name}"
@@ -177,29 +170,20 @@ def build_bundle(
         report_texts = [t for s in gallery for t in s.texts]
         report_splits = list(image_splits)
         source = f"study CSVs, splits {'+'.join(params.gallery_splits)}"
-    calibration, grid, chosen = {}, {}, {}
+    calibration_split = splits[params.calibration_split]
+    if len(calibration_split.embedded) < 2:
+        raise GalleryError(
+            f"split '{params.calibration_split}' has {len(calibration_split.embedded)} usable studies; "
+            "calibrating abstention needs at least 2 (one to place thresholds, one to test them)"
+        )
+    grid_half = split_halves(calibration_split.embedded.study_id.numpy())
+    calibration, grid = {}, {}
     for direction in DIRECTIONS:
         target, target_ids = (reports, report_ids) if direction == "i2t" else (images, image_ids)
         scorer = GalleryScorer(trained.loss, target)
-        calibration_split = splits[params.calibration_split]
-        if len(calibration_split.embedded) < 2:
-            raise GalleryError(
-                f"split '{params.calibration_split}' has {len(calibration_split.embedded)} usable studies; "
-                "calibrating abstention needs at least 2 (one to place thresholds, one to test them)"
-            )
         confidence_, rank = split_outcomes(scorer, kind, direction, calibration_split, target_ids)
-        grid_half = split_halves(calibration_split.embedded.study_id.numpy())
         grid[direction] = confidence_[grid_half]
         calibration[direction] = (confidence_[~grid_half], rank[~grid_half])
-        chosen[direction] = calibrate(
-            grid[direction],
-            *calibration[direction],
-            params.k,
-            params.target_risk,
-            params.delta,
-            params.grid_levels,
-            params.min_coverage,
-        ).as_dict()
     index = load_index(shards / params.calibration_split)["params"]
     loss = trained.loss
     score = "cosine" if not trained.probabilistic else f"−{type(loss).distance_fn.__name__.replace('_', ' ')}"
@@ -223,10 +207,10 @@ def build_bundle(
         },
         "image": {"shard_size": int(index["image_size"]), "resample": index.get("resample", "lanczos")},
         "gallery": {"source": source, "n_reports": len(report_ids), "n_images": len(image_ids)},
-        "calibration": chosen,
+        "calibration": {},
         "guarantee": GUARANTEE,
     }
-    return Bundle(
+    bundle = Bundle(
         info,
         reports,
         report_ids,
@@ -239,6 +223,11 @@ def build_bundle(
         calibration,
         grid,
     )
+    info["calibration"] = {
+        d: calibrate_bundle(bundle, d, params.k, params.target_risk, params.delta).as_dict()
+        for d in DIRECTIONS
+    }
+    return bundle
 
 
 def make_gallery(
@@ -276,3 +265,28 @@ def make_gallery(
         bundle, Path(out) if out else model / BUNDLE_DIR, source if text_cfg.name_or_path is None else None
     )
     return bundle
+
+
+def gallery_from_params(
+    params_file: str | Path,
+    model: str | Path,
+    shards: str | Path,
+    studies: str | Path,
+    tokenizer: str | Path | None = None,
+    out: str | Path | None = None,
+    method: str | None = None,
+    reports: str | Path | None = None,
+) -> tuple[Bundle, RetrievalParams]:
+    """`make_gallery` with the `retrieval` and `evaluate` sections of `params_file` (which must exist: the
+    bundle must match the evaluation's query text and confidence), `reports` overriding `retrieval.reports`:
+    one home for the stage and the CLI."""
+    from pipeline.config import build, read_params
+
+    raw = read_params(params_file)
+    section = (raw.get("retrieval") or {}) | ({"reports": str(reports)} if reports else {})
+    params = build(RetrievalParams, section, f"{params_file}:retrieval")
+    evaluate = build(EvaluateParams, raw.get("evaluate"), f"{params_file}:evaluate")
+    bundle = make_gallery(
+        model, shards, studies, params, tokenizer, out, method, evaluate.query_text, evaluate.confidence
+    )
+    return bundle, params

@@ -41,14 +41,14 @@ from PIL import Image
 
 from pipeline.errors import PipelineError
 from pipeline.retrieval.bundle import BUNDLE_DIR
-from pipeline.retrieval.serve import UploadError, read_upload
+from pipeline.retrieval.upload import MAX_K, Limits, UploadError, parse_k, read_upload, synthetic_xray
 
 ARTIFACT = "retriever"  # key of the model folder among the logged model's artifacts
 MODEL_NAME = "retriever"  # the logged model's name inside the training run
 CHAMPION, BEST = "champion", "best"
 REQUIREMENTS = (
     "torch", "torchvision", "timm", "transformers", "tokenizers", "safetensors", "pillow", "numpy",
-    "pandas", "pyyaml", "fastapi", "jinja2", "python-multipart", "mlflow",
+    "pandas", "pyyaml", "scipy", "mlflow",
 )  # fmt: skip
 MODEL_CODE = (
     "# The MedProbCLIP retriever as an MLflow model from code (pipeline/retrieval/pyfunc.py)\n"
@@ -78,14 +78,6 @@ def model_signature(k_default: int = 5) -> ModelSignature:
         ColSpec(Array(hit), "hits"),
     ])  # fmt: skip
     return ModelSignature(inputs, outputs, ParamSchema([ParamSpec("k", "long", int(k_default))]))
-
-
-def synthetic_xray(size: int = 64) -> Image.Image:
-    """A smooth synthetic chest-X-ray-like gray image (never a real one: examples end up in the registry)."""
-    y, x = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
-    lungs = np.exp(-(((np.abs(x) - 0.45) / 0.28) ** 2 + (y / 0.7) ** 2))
-    pixels = 40 + 170 * (1 - lungs) * np.exp(-(y**2) / 2)
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
 
 
 def encode_image(image: Image.Image) -> str:
@@ -130,7 +122,8 @@ class RetrieverModel(mlflow.pyfunc.PythonModel):
 
         from pipeline.retrieval.retriever import Retriever
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        config = getattr(context, "model_config", None) or {}  # `load_model(..., model_config=)`
+        device = config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
         self.retriever = Retriever.from_folder(context.artifacts[ARTIFACT], device=device)
 
     def predict(
@@ -143,12 +136,12 @@ class RetrieverModel(mlflow.pyfunc.PythonModel):
 
 
 def predict(retriever: Any, frame: pd.DataFrame, params: Mapping[str, Any] | None = None) -> list[dict]:
-    """Rows in order; image rows in one batch, text rows in another."""
+    """Rows in order; image rows in one batch, text rows in another. `k` is checked and capped like the
+    page's (at most `MAX_K`, or the calibrated k if larger): a caller cannot page through the gallery."""
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame(frame)
-    k = int((params or {}).get("k") or getattr(retriever, "k_default", 5))
-    if k < 1:
-        raise UploadError(400, f"k must be at least 1, got {k}")
+    default = int(getattr(retriever, "k_default", 5))  # the k the threshold is calibrated at
+    k = parse_k((params or {}).get("k"), default, Limits(max_k=max(MAX_K, default)))
     images: list[tuple[int, Image.Image, str]] = []
     texts: list[tuple[int, str]] = []
     for i, row in enumerate(frame.to_dict(orient="records")):
@@ -170,13 +163,14 @@ def predict(retriever: Any, frame: pd.DataFrame, params: Mapping[str, Any] | Non
     return [results[i] for i in range(len(frame))]
 
 
-def load_retriever_from_mlflow(uri: str) -> Any:
-    """The `Retriever` inside a logged/registered model (``models:/name@alias``, ``runs:/id/retriever``)."""
+def load_retriever_from_mlflow(uri: str, device: str | None = None) -> Any:
+    """The `Retriever` inside a logged/registered model (``models:/name@alias``, ``runs:/id/retriever``),
+    on `device` (default: cuda when present)."""
     from pipeline import tracking
 
     mlflow.set_tracking_uri(tracking.resolve_uri())
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        model = mlflow.pyfunc.load_model(uri, model_config={"device": device} if device else None)
     except MlflowException as exc:
         raise PipelineError(f"{uri}: cannot load the MLflow model ({exc.message.splitlines()[0]})") from exc
     python_model = model.unwrap_python_model()

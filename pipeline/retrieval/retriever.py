@@ -18,20 +18,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.data import tokenize
 from pipeline.errors import PipelineError
 from pipeline.evaluation.trained import TrainedMethod, load_trained
 from pipeline.imaging import RESAMPLING, ImageReject, load_resized, shorter_side_size, to_gray8
-from pipeline.metrics.abstention import GUARANTEE, Calibration
+from pipeline.metrics.abstention import GUARANTEE, Calibration, check_level
 from pipeline.retrieval.bundle import (
     BUNDLE_DIR,
     TOKENIZER_DIR,
     Bundle,
     BundleError,
-    model_digest,
+    check_bundle_model,
     read_bundle,
 )
-from pipeline.retrieval.calibrate import CONFIDENCE_TEXT, calibrate, query_confidence, uncertainty
+from pipeline.retrieval.calibrate import CONFIDENCE_TEXT, calibrate_bundle, query_confidence, uncertainty
 from pipeline.retrieval.search import QUERY_BLOCK, GalleryScorer, topk_search
 from pipeline.transforms import create_eval_transform
 
@@ -40,7 +39,9 @@ ASSUMPTIONS = (
     "(same distribution of studies, same gallery, each query's own report/image counted as the match); "
     "the bound holds with probability >= 1 - delta over the calibration draw (marginal, finite-sample) and "
     "is about the expected risk, not the risk of every batch. best/ was selected on the same validation "
-    "split, a mild dependence the bound ignores."
+    "split, a mild dependence the bound ignores. A new query (an uploaded X-ray) has no own report in the "
+    "gallery: the bound describes queries like the validation ones, at the k fixed before looking; "
+    "changing k recalibrates."
 )
 
 
@@ -110,10 +111,10 @@ class Retriever:
         self.seed: int | None = info.get("seed")
         self.confidence: str = info["confidence"]
         self.k_default: int = int(info["params"]["k"])
-        self.target_risk: float = float(
-            target_risk if target_risk is not None else info["params"]["target_risk"]
+        self.target_risk: float = _check_level(
+            "target risk", target_risk if target_risk is not None else info["params"]["target_risk"]
         )
-        self.delta: float = float(delta if delta is not None else info["params"]["delta"])
+        self.delta: float = _check_level("delta", delta if delta is not None else info["params"]["delta"])
         self.shard_size: int = int(info["image"]["shard_size"])
         self.resample: str = info["image"]["resample"]
         cfg = trained.model.config
@@ -130,7 +131,7 @@ class Retriever:
             "t2i": _item_uncertainty(bundle.images),
         }
         self._calibrations: dict[tuple[str, int, float, float], Calibration] = {}
-        self.calibration(self.k_default)  # fail early on a bad target
+        self.calibration(self.k_default)  # fail early on a broken bundle
 
     @classmethod
     def from_folder(
@@ -145,10 +146,7 @@ class Retriever:
         best = folder / "best"
         if not (best / "method.json").is_file():
             raise BundleError(f"{best}: no trained model (method.json missing); run the train stage first")
-        if bundle.info.get("model_sha256") != model_digest(best):
-            raise BundleError(
-                f"{folder / BUNDLE_DIR}: built for another version of {best}; rebuild it (dvc repro gallery)"
-            )
+        check_bundle_model(bundle, folder / BUNDLE_DIR, best)
         tokenizer = folder / BUNDLE_DIR / TOKENIZER_DIR
         trained = load_trained(best, tokenizer if tokenizer.is_dir() else None)
         return cls(trained, bundle, device, target_risk)
@@ -161,17 +159,8 @@ class Retriever:
         if key not in self._calibrations:
             if direction not in self.bundle.calibration:
                 raise BundleError(f"the retrieval bundle has no {direction} calibration; rebuild it")
-            confidence, rank = self.bundle.calibration[direction]
-            p = self.bundle.info["params"]
-            self._calibrations[key] = calibrate(
-                self.bundle.grid[direction],
-                confidence,
-                rank,
-                k,
-                self.target_risk,
-                self.delta,
-                p["grid_levels"],
-                p["min_coverage"],
+            self._calibrations[key] = calibrate_bundle(
+                self.bundle, direction, k, self.target_risk, self.delta
             )
         return self._calibrations[key]
 
@@ -185,12 +174,7 @@ class Retriever:
 
     def with_target_risk(self, target_risk: float) -> Retriever:
         """The same model and gallery under another target risk (shares the tensors)."""
-        if (
-            isinstance(target_risk, bool)
-            or not isinstance(target_risk, int | float)
-            or not 0 < target_risk < 1
-        ):
-            raise PipelineError(f"target risk must lie in (0, 1), got {target_risk!r}")
+        target_risk = _check_level("target risk", target_risk)
         other = object.__new__(Retriever)
         other.__dict__ |= self.__dict__ | {"target_risk": float(target_risk), "_calibrations": {}}
         other.calibration(other.k_default)
@@ -222,14 +206,7 @@ class Retriever:
 
     @torch.no_grad()
     def embed_texts(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        self.trained.model.eval()
-        max_length, parts = self.trained.model.config.text.max_length, []
-        for start in range(0, len(texts), QUERY_BLOCK):
-            tokens = tokenize(self.trained.tokenizer, list(texts[start : start + QUERY_BLOCK]), max_length)
-            ids, mask = (tokens[key].long().to(self.device) for key in ("input_ids", "attention_mask"))
-            out = self.trained.model.encode_text(ids, mask)
-            parts.append({k: v.float() for k, v in out.items() if k != "feat"})
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        return self.trained.embed_texts(texts, QUERY_BLOCK, self.device)
 
     def search_images(
         self, images: Sequence[Image.Image], k: int = 5, names: Sequence[str] | None = None
@@ -313,3 +290,11 @@ def _item_uncertainty(gallery: dict[str, torch.Tensor]) -> np.ndarray | None:
     if "logvar" not in gallery:
         return None
     return gallery["logvar"].double().exp().sum(-1).cpu().numpy()
+
+
+def _check_level(name: str, value: Any) -> float:
+    """`check_level` (a level in (0, 1)) as a one-line `PipelineError`, before any calibration runs."""
+    try:
+        return check_level(name, value)
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None

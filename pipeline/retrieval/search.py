@@ -26,6 +26,7 @@ Embeddings = Mapping[str, Tensor]
 GALLERY_BLOCK = 8192  # gallery rows scored at once (cosine / CSD: one matrix product each)
 ELK_ELEMENTS = 1 << 22  # Q × rows × D elements of one ELK temporary (16 MiB fp32; fewer, larger ops)
 QUERY_BLOCK = 64
+TIE_RTOL = 1e-5  # relative: fp32 scores of one pair through different block shapes agree far closer
 
 
 class GalleryScorer:
@@ -130,14 +131,19 @@ def ranks_against_gallery(
     block: int = GALLERY_BLOCK,
 ) -> tuple[Tensor, Tensor]:
     """Query i's own item (``own`` row i) is added to the gallery and any copy of it (gallery row
-    ``exclude[i]``, −1 for none) removed: returns its 0-based rank among the other gallery items (ties
-    counted against it, as `pipeline.metrics.ranking`) and the top-k scores [Q, k] of that gallery.
+    ``exclude[i]``, −1 for none) removed: returns its 0-based rank among the other gallery items (ties,
+    within `TIE_RTOL`, counted against it, as `pipeline.metrics.ranking`) and the top-k scores [Q, k] of
+    that gallery.
 
     This is the protocol of calibration and evaluation: a validation study's report is in the default
     gallery (its copy is replaced by itself), a test study's is not (added), so both face the same
     distractors up to one item.
     """
     own_score = pair_scores(scorer.loss, queries, own)
+    # The own item is scored through a different block shape than the gallery (and the BLAS kernel can
+    # differ by device), so an exact duplicate of it may land an ulp above or below. Counting "ties against"
+    # within a relative tolerance makes the rank independent of blocks and devices.
+    tie = own_score - TIE_RTOL * own_score.abs().clamp_min(1.0)
     count = torch.zeros(own_score.shape[0], dtype=torch.long)
     rows = torch.arange(own_score.shape[0])
     top = own_score[:, None]
@@ -146,7 +152,7 @@ def ranks_against_gallery(
         local = exclude - start
         inside = (local >= 0) & (local < scores.shape[1])
         scores[rows[inside], local[inside]] = -torch.inf
-        count += (scores >= own_score[:, None]).sum(1)
+        count += (scores >= tie[:, None]).sum(1)
         s, _ = stable_topk(scores, min(k, scores.shape[1]))
         top = torch.cat([top, s], 1).sort(dim=1, descending=True).values[:, :k]
     return count, top

@@ -11,29 +11,34 @@ never a stack trace. Report text is HTML-escaped by the template engine (autoesc
 from __future__ import annotations
 
 import dataclasses
-import io
+import ipaddress
 import math
-import warnings
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.errors import PipelineError
-
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # a full-resolution MIMIC-CXR JPEG is 0.5-2 MB; DICOM-derived PNGs ~10 MB
-MAX_PIXELS = (
-    40_000_000  # MIMIC-CXR's largest images are ~4k x 4k (16 MP); far beyond that is damage or a bomb
+from pipeline.retrieval.upload import (  # re-exported: the page's checks live FastAPI-free in upload.py
+    MAX_K,
+    MAX_PIXELS,
+    MAX_UPLOAD_BYTES,
+    Limits,
+    UploadError,
+    check_upload,
+    parse_k,
+    read_upload,
 )
-MAX_K = 50
+
+__all__ = [
+    "MAX_K", "MAX_PIXELS", "MAX_UPLOAD_BYTES", "Limits", "UploadError", "check_upload", "create_app",
+    "parse_k", "read_upload", "serve",
+]  # fmt: skip
+
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries, headers and the small fields around the file
-UPLOAD_FORMATS = ("JPEG", "PNG")
-ACCEPTED_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")  # 8-bit modes; the decoder makes them gray
 RESEARCH_NOTICE = (
     "Research use only. Not a medical device: not for diagnosis, triage or treatment decisions. "
     "Matches are reports of other patients' studies retrieved by a model, not a reading of your image."
@@ -55,95 +60,6 @@ class SearchesImages(Protocol):
     def uncertainty_threshold(self, k: int) -> float | None: ...
 
     def describe(self) -> dict[str, Any]: ...
-
-
-class UploadError(PipelineError):
-    """An upload the page refuses; `status` is the HTTP status the API route answers with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_bytes: int = MAX_UPLOAD_BYTES
-    max_pixels: int = MAX_PIXELS
-    max_k: int = MAX_K
-
-
-def check_upload(data: bytes, limits: Limits = Limits()) -> None:
-    """Refuse what the model must not decode, from the header alone: empty, too many bytes or pixels, not
-    JPEG/PNG, CMYK, 16-bit. Decoding (and with it truncation) is the `Retriever.read_image`'s, the same
-    code as ``medprobclip retrieve`` and the shard stage."""
-    if not data:
-        raise UploadError(400, "the file is empty: choose a JPEG or PNG chest X-ray")
-    if len(data) > limits.max_bytes:
-        raise UploadError(413, f"the file is {len(data):,} bytes; the limit is {limits.max_bytes:,}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
-        except UnidentifiedImageError:
-            raise UploadError(415, "not a JPEG or PNG image: upload a .jpg or .png X-ray") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise UploadError(413, "the image claims too many pixels to decode safely") from None
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise UploadError(
-                400,
-                f"the {_kind(data)} file is truncated or damaged in its header ({exc}): "
-                "upload a complete file",
-            ) from None
-    width, height = image.size
-    if width * height > limits.max_pixels:
-        raise UploadError(
-            413,
-            f"the image is {width}x{height} = {width * height:,} pixels; the limit is {limits.max_pixels:,}: "
-            "downscale it first",
-        )
-    _check_mode(image)
-
-
-def read_upload(retriever: SearchesImages, data: bytes, name: str, limits: Limits = Limits()) -> Image.Image:
-    """Checked, then decoded exactly as the CLI decodes a query file; every failure an `UploadError`."""
-    check_upload(data, limits)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            return retriever.read_image(data, name)
-        except PipelineError as exc:  # QueryImageError: truncated, undecodable, too small
-            raise UploadError(400, str(exc)) from None
-
-
-def _kind(data: bytes) -> str:
-    return "JPEG" if data.startswith(b"\xff\xd8") else "PNG" if data.startswith(b"\x89PNG") else "image"
-
-
-def _check_mode(image: Image.Image) -> None:
-    if image.mode == "CMYK":
-        raise UploadError(
-            415, "a CMYK JPEG (print colour) is not an X-ray export: save it as 8-bit grayscale or RGB"
-        )
-    if image.mode.startswith("I") or image.mode == "F":
-        raise UploadError(
-            415,
-            f"a {image.mode} ({'16' if ';16' in image.mode else '32'}-bit) image: this page takes 8-bit "
-            "images; window and export the X-ray as an 8-bit grayscale PNG or JPEG",
-        )
-    if image.mode not in ACCEPTED_MODES:
-        raise UploadError(415, f"unsupported pixel mode {image.mode}: export as 8-bit grayscale or RGB")
-
-
-def parse_k(value: Any, default: int, limits: Limits = Limits()) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        k = int(value)
-    except (TypeError, ValueError):
-        raise UploadError(400, f"k must be a whole number, got {str(value)[:20]!r}") from None
-    if not 1 <= k <= limits.max_k:
-        raise UploadError(400, f"k must be between 1 and {limits.max_k}, got {k}")
-    return k
 
 
 class BodyLimit:
@@ -184,7 +100,11 @@ def uncertainty_position(uncertainty: float, threshold: float | None, scale: flo
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def create_app(retriever: SearchesImages, limits: Limits = Limits(), default_k: int | None = None) -> FastAPI:
+def create_app(
+    retriever: SearchesImages,
+    limits: Limits = Limits(),  # noqa: B008 (a frozen dataclass, from upload.py)
+    default_k: int | None = None,
+) -> FastAPI:
     """The FastAPI application: ``GET /`` the page, ``POST /`` an upload from the page's form, ``POST
     /api/retrieve`` the same as JSON (the issue's shape), ``GET /api/model`` what is loaded."""
     env = Environment(
@@ -260,5 +180,21 @@ def serve(
     """Run the page with uvicorn until interrupted (Ctrl-C)."""
     import uvicorn
 
+    if not is_loopback(host):
+        print(
+            f"serve: warning: {host} is not a loopback address; this unauthenticated page shows gallery "
+            "report text (PHI on real MIMIC-CXR) to anyone who can reach it",
+            flush=True,
+        )
     print(f"serve: {retriever.method} on http://{host}:{port}/ (research use only; Ctrl-C stops)", flush=True)
     uvicorn.run(create_app(retriever, default_k=default_k), host=host, port=port, log_level="warning")
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``: the only hosts `serve` binds without a warning."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

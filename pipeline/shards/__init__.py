@@ -87,10 +87,6 @@ def create_shards(
         return _create_shards(studies_dir, mimic_root, out_dir, cfg)
 
 
-def _read_splits(studies_dir: Path, cfg: ShardsConfig) -> dict[str, tuple[list[StudyRow], list[dict]]]:
-    return read_splits(studies_dir, cfg.splits)
-
-
 def read_splits(
     studies_dir: str | Path, splits: Sequence[str]
 ) -> dict[str, tuple[list[StudyRow], list[dict]]]:
@@ -113,7 +109,7 @@ def _create_shards(
     (out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # present = a finished run, as the split indexes
     indexes, rejects = {}, []
     n_images_in = 0
-    for split, (rows, row_rejects) in _read_splits(studies_dir, cfg).items():
+    for split, (rows, row_rejects) in read_splits(studies_dir, cfg.splits).items():
         n_images_in += sum(len(r.image_paths) for r in rows)
         indexes[split], split_rejects = build_split(
             rows, row_rejects, split, str(mimic_root), out_dir / split, cfg

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.errors import PipelineError
+from pipeline.io import decode_utf8
 from pipeline.mimic import schema
 
 STUDY_COLUMNS = schema.STUDY_CSV_COLUMNS
@@ -148,14 +149,12 @@ def read_study_frame(path: Path) -> pd.DataFrame:
         raise ShardsError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if not data.strip(b"\xef\xbb\xbf \t\r\n"):
         raise ShardsError(f"{path}: file is empty, not even a header; {REGENERATE}")
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ShardsError(
-            f"{path}: line {line}: not UTF-8 (byte {data[exc.start]:#04x}; saved as Latin-1 by an editor?); "
-            f"save it as UTF-8 or {REGENERATE}"
-        ) from None
+    decode_utf8(
+        path,
+        data,
+        ShardsError,
+        f"not UTF-8 (byte {{byte}}; saved as Latin-1 by an editor?); save it as UTF-8 or {REGENERATE}",
+    )
     try:
         return pd.read_csv(
             io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -65,6 +66,15 @@ def broadcast_flag(flag: bool, device: torch.device | str = "cpu") -> bool:
     t = torch.tensor([int(flag)], dtype=torch.long, device=device)
     dist.broadcast(t, src=0)
     return bool(t.item())
+
+
+def main_host() -> str:
+    """The host name of global rank 0, the one process that writes outputs (a collective: every rank calls
+    it). c10d numbers nodes in the order they join, so which node that is differs from run to run."""
+    name = [socket.gethostname()]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast_object_list(name, src=0)
+    return name[0]
 
 
 def cleanup() -> None:

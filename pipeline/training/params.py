@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +90,32 @@ class TrainParams:
                 "make it a multiple of nproc_per_node × nnodes"
             )
         return self.batch_size // world_size
+
+
+RDZV_ENDPOINT_ENV = "PET_RDZV_ENDPOINT"  # torchrun's own per-job override of train.rdzv_endpoint
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether `host:port` names this machine's loopback (reachable from no other node)."""
+    host = endpoint.rpartition(":")[0].strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return False
+
+
+def check_rendezvous(params: TrainParams, environ: Mapping[str, str] | None = None) -> None:
+    """Refuse a multi-node run whose nodes would each meet at their own loopback: every node would host a
+    store of its own and wait for the others forever. An explicit $PET_RDZV_ENDPOINT is trusted (several
+    "nodes" on one host, as tests/test_multinode.py runs them)."""
+    env = os.environ if environ is None else environ
+    if params.nnodes > 1 and not env.get(RDZV_ENDPOINT_ENV) and is_loopback(params.rdzv_endpoint):
+        raise ConfigError(
+            f"train.rdzv_endpoint {params.rdzv_endpoint} is a loopback address but train.nnodes is "
+            f"{params.nnodes}: set it (or {RDZV_ENDPOINT_ENV}) to host:port of one node the others can reach"
+        )
 
 
 def train_params(section: dict[str, Any] | None, where: str = "params.yaml:train") -> TrainParams:

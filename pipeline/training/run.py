@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ from pipeline.training import distributed as ddp
 from pipeline.training.checkpoint import export_best
 from pipeline.training.config import ResolvedConfig, TrainRequest, fingerprint, input_digest, resolve_config
 from pipeline.training.loop import Progress, Trainer
-from pipeline.training.params import create_loader_config
+from pipeline.training.params import check_rendezvous, create_loader_config
 
 WORKER_MODULE = "pipeline.training.worker"
 
@@ -137,9 +138,16 @@ def run_training(request: TrainRequest, cfg: ResolvedConfig | None = None) -> di
     info = ddp.init_distributed()
     out = Path(request.out)
     try:
+        writer = ddp.main_host()
         if not info.is_main:
             trainer = build_trainer(request, cfg)
             trainer.fit()
+            if info.local_rank == 0:  # the first process of a node that writes nothing: say who did
+                print(
+                    f"{request.method}: training done; this node ({socket.gethostname()}) wrote no outputs, "
+                    f"global rank 0 on {writer} wrote them into its {out}",
+                    flush=True,
+                )
             return {}
         with tracking.start_training_run(cfg, request, out) as tracker:
             trainer = build_trainer(request, cfg, tracker)
@@ -157,6 +165,7 @@ def launch(request: TrainRequest, cfg: ResolvedConfig | None = None) -> dict[str
     """Run training here, in a child process (loader workers), or under torchrun (more than one rank)."""
     cfg = resolved(request, cfg)
     train = cfg.train
+    check_rendezvous(train)
     if train.world_size == 1 and train.workers == 0:
         return run_training(request, cfg)
     # DataLoader workers forked from a process that runs Prefect's threads die at start, so loader workers
@@ -172,7 +181,6 @@ def launch(request: TrainRequest, cfg: ResolvedConfig | None = None) -> dict[str
     if result.returncode != 0:
         raise RuntimeError(f"training process exited with {result.returncode}: {' '.join(cmd)}")
     if train.nnodes > 1 and not request.metrics_path.is_file():
-        # Global rank 0 ran on another node and wrote the outputs there (no shared `out` folder).
-        print(f"{request.method}: training done; global rank 0 on another node wrote {request.out}")
+        # Global rank 0 ran on another node and wrote the outputs there (the worker named it).
         return {}
     return json.loads(request.metrics_path.read_text(encoding="utf-8"))
