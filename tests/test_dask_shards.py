@@ -179,37 +179,86 @@ def worker_pids(cluster) -> set[int]:
         return set(client.run(os.getpid).values())
 
 
+KILLED_RUN = """
+import sys
+sys.path[:0] = [{tests!r}, {root!r}]
+from test_dask_shards import CFG, DieOnce
+from pipeline import parallel
+from pipeline.prefect_env import load_flows
+from pipeline.shards import create_shards
+from pipeline.shards import writer as shard_writer
+shard_writer._run_task = DieOnce({flag!r})
+mapper = parallel.ClusterMap({address!r}, load_flows().run_pieces_on_dask)
+with parallel.use_mapper(mapper):
+    create_shards({studies!r}, {mimic!r}, {out!r}, CFG)
+"""
+
+
 @pytest.mark.slow
-def test_killed_worker_is_retried_with_identical_result(
-    corpus, cluster, tmp_path, monkeypatch, prefect_server
-):
-    from pipeline.prefect_env import load_flows
+def test_killed_worker_is_retried_with_identical_result(corpus, cluster, tmp_path, prefect_server):
+    """The driver runs in its own process, as a stage does: a process that ran a Prefect flow on Dask
+    leaves fork-started children (e.g. DataLoader workers) exiting with status 1, which would break later
+    tests of this session."""
+    from prefect.settings import PREFECT_API_URL
 
     _root, mimic, studies, reference = corpus
-    flag = tmp_path / "killed.pid"
-    monkeypatch.setattr(shard_writer, "_run_task", DieOnce(str(flag)))
-    mapper = parallel.ClusterMap(cluster.scheduler_address, load_flows().run_pieces_on_dask)
-    with parallel.use_mapper(mapper):
-        create_shards(studies, mimic, tmp_path / "shards", CFG)
+    flag, out = tmp_path / "killed.pid", tmp_path / "shards"
+    code = KILLED_RUN.format(
+        tests=str(ROOT / "tests"),
+        root=str(ROOT),
+        flag=str(flag),
+        address=cluster.scheduler_address,
+        studies=str(studies),
+        mimic=str(mimic),
+        out=str(out),
+    )
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value() or "")
+    env.pop("DASK_SCHEDULER_ADDRESS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
     assert flag.is_file(), "no worker was killed"
-    assert tree_sha256(tmp_path / "shards") == reference
+    assert tree_sha256(out) == reference
     # the killed process really was a cluster worker, and the nanny replaced it
     assert int(flag.read_text()) not in worker_pids(cluster)
 
 
+SECTIONS_RUN = """
+import json, sys
+sys.path[:0] = [{root!r}]
+from pipeline import parallel
+from pipeline.mimic.reports import section_reports
+from pipeline.prefect_env import load_flows
+mapper = parallel.ClusterMap({address!r}, load_flows().run_pieces_on_dask)
+with parallel.use_mapper(mapper):
+    section_reports({reports!r}, workers=2, progress=False).to_parquet({out!r})
+print(json.dumps(mapper.pieces))
+"""
+
+
 @pytest.mark.slow
 def test_sections_on_cluster_match_the_pool(cluster, tmp_path, prefect_server):
+    """Driver in its own process, as in the killed-worker test."""
     import pandas as pd
+    from prefect.settings import PREFECT_API_URL
     from test_reports_tree import GOOD, put
 
     from pipeline.mimic.reports import section_reports
-    from pipeline.prefect_env import load_flows
 
+    reports = tmp_path / "reports"
     for i in range(40):
-        put(tmp_path, 10000000 + i % 7, 50000000 + i, GOOD.replace("clear", f"clear {i}").encode())
-    pool = section_reports(tmp_path, workers=2, progress=False)
-    mapper = parallel.ClusterMap(cluster.scheduler_address, load_flows().run_pieces_on_dask)
-    with parallel.use_mapper(mapper):
-        on_cluster = section_reports(tmp_path, workers=2, progress=False)
-    pd.testing.assert_frame_equal(on_cluster, pool)
-    assert sum(mapper.pieces.values()) >= 2 and set(mapper.pieces) <= set(cluster.scheduler.workers)
+        put(reports, 10000000 + i % 7, 50000000 + i, GOOD.replace("clear", f"clear {i}").encode())
+    pool = section_reports(reports, workers=2, progress=False)
+    out = tmp_path / "on_cluster.parquet"
+    code = SECTIONS_RUN.format(
+        root=str(ROOT), address=cluster.scheduler_address, reports=str(reports), out=str(out)
+    )
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value() or "")
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    pieces = json.loads(done.stdout.strip().splitlines()[-1])
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pool)
+    assert sum(pieces.values()) >= 2 and set(pieces) <= set(cluster.scheduler.workers)

@@ -171,21 +171,25 @@ def gallery_texts(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
-    """Both tiny models registered through the register stage's code path into a fresh store."""
+    """Both tiny models trained and registered through the register stage's code path into a fresh store
+    (the session's store also holds the end-to-end test's `medprobclip-*` models and their versions)."""
     import mlflow
 
+    from pipeline.retrieval.pyfunc import register_models
     from pipeline.tracking import run_info
 
-    folders = {m: tiny_retrieval_model(m) for m in ("medprobclip", "clip")}
-    candidates = [
-        Candidate("medprobclip", 42, folders["medprobclip"], run_info(folders["medprobclip"]), 60.0),
-        Candidate("clip", 42, folders["clip"], run_info(folders["clip"]), 50.0),
-    ]
-    from pipeline.retrieval.pyfunc import register_models
-
-    record = register_models(candidates)
-    mlflow.set_tracking_uri(candidates[0].run["tracking_uri"])
-    return folders, candidates, record
+    store = tmp_path_factory.mktemp("mlflow-registry")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
+        folders = {m: tiny_retrieval_model(m) for m in ("medprobclip", "clip")}
+        candidates = [
+            Candidate("medprobclip", 42, folders["medprobclip"], run_info(folders["medprobclip"]), 60.0),
+            Candidate("clip", 42, folders["clip"], run_info(folders["clip"]), 50.0),
+        ]
+        record = register_models(candidates)
+        mlflow.set_tracking_uri(candidates[0].run["tracking_uri"])
+        yield folders, candidates, record
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
 
 
 @pytest.mark.slow
